@@ -1,0 +1,3 @@
+module iotd
+
+go 1.26
