@@ -1,3 +1,5 @@
 module iotd
 
 go 1.26
+
+require github.com/valyala/bytebufferpool v1.0.0
