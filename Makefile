@@ -1,0 +1,46 @@
+# iotd — run `make` or `make help` for the list of targets.
+GO        ?= go
+PKG       ?= ./...
+TESTS     ?= .
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+
+.PHONY: all help build run test testrace vet fuzz bench stress clean
+
+all: help
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/iotd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/iotd ./cmd/iotd
+
+run: build ## start the broker with its defaults (tcp://127.0.0.1:1883, ./data)
+	./bin/iotd
+
+vet: ## go vet every package
+	$(GO) vet $(PKG)
+
+test: vet ## go vet, then every test with the race detector (fuzz seed corpora included)
+	$(GO) test -race -count=1 -run '$(TESTS)' $(PKG)
+
+testrace: test
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \
+	  done; \
+	done
+
+bench: ## micro-benchmarks with allocations (BENCHTIME, PKG)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKG)
+
+stress: ## repeat the tests to shake out flakes (TESTS, PKG)
+	$(GO) test -race -count=20 -run '$(TESTS)' $(PKG)
+
+clean: ## remove build output
+	rm -rf bin dist

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+
+	"iotd/listener"
+	"iotd/shard"
+)
+
+// shutdownTimeout bounds a graceful stop after SIGINT/SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+func serveCommand() *cli.Command {
+	d := shard.DefaultConfig()
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the broker (the default command)",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT`; repeat for several"},
+			&cli.IntFlag{Name: "shards", Value: runtime.NumCPU(), Usage: "number of shards (session-owning goroutines)"},
+			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "directory for durable state, created if missing"},
+			&cli.GenericFlag{Name: "max-packet-size", Value: newSize(d.MaxPacketSize), Usage: "largest packet accepted (e.g. 16MiB); a larger one closes the connection before its payload is read"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT"},
+			&cli.IntFlag{Name: "max-client-id-length", Value: d.MaxClientIDLen, Usage: "longest client id accepted (bytes); longer ids get CONNACK 0x02"},
+			&cli.IntFlag{Name: "max-inflight", Value: d.MaxInflight, Usage: "unacknowledged QoS 1/2 messages per client; more wait in the session queue"},
+			&cli.IntFlag{Name: "max-queued-messages", Value: d.MaxQueuedMessages, Usage: "QoS 1/2 messages queued per session; beyond it new ones are dropped and counted"},
+			&cli.GenericFlag{Name: "max-outbound-bytes", Value: newSize(d.MaxOutboundBytes), Usage: "bytes queued for writing per connection; beyond it QoS 0 is dropped and QoS 1/2 wait in the session"},
+			&cli.IntFlag{Name: "max-subscriptions", Value: d.MaxSubscriptions, Usage: "topic filters per session; more are refused with SUBACK 0x80"},
+			&cli.DurationFlag{Name: "retry-interval", Value: 0, Usage: "re-send unacknowledged QoS 1/2 messages after this long (0 = only on reconnect, as MQTT 3.1.1 requires)"},
+			&cli.IntFlag{Name: "retry-limit", Value: d.RetryLimit, Usage: "in-session re-sends per message when --retry-interval is set (0 = unlimited)"},
+			&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, Usage: "close a connection whose socket accepts no bytes for this long"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(cctx *cli.Context) error {
+	logger, err := newLogger(cctx.String("log-level"), cctx.String("log-format"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	var specs []listener.Spec
+	for _, raw := range cctx.StringSlice("listen") {
+		spec, err := listener.Parse(raw)
+		if err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+		specs = append(specs, spec)
+	}
+	if cctx.Int("shards") < 1 {
+		return cli.Exit(fmt.Sprintf("--shards must be at least 1, got %d", cctx.Int("shards")), 2)
+	}
+	dataDir := cctx.String("data-dir")
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return cli.Exit(fmt.Sprintf("cannot create --data-dir %s: %v", dataDir, err), 1)
+	}
+
+	cfg := shard.Config{
+		Shards:            cctx.Int("shards"),
+		MaxPacketSize:     sizeFlag(cctx, "max-packet-size"),
+		ConnectTimeout:    cctx.Duration("connect-timeout"),
+		MaxClientIDLen:    cctx.Int("max-client-id-length"),
+		MaxInflight:       cctx.Int("max-inflight"),
+		MaxQueuedMessages: cctx.Int("max-queued-messages"),
+		MaxOutboundBytes:  sizeFlag(cctx, "max-outbound-bytes"),
+		MaxSubscriptions:  cctx.Int("max-subscriptions"),
+		RetryInterval:     cctx.Duration("retry-interval"),
+		RetryLimit:        cctx.Int("retry-limit"),
+		WriteTimeout:      cctx.Duration("write-timeout"),
+		Logger:            logger,
+	}
+
+	// Bind every listener before accepting on any.
+	var lns []net.Listener
+	for _, spec := range specs {
+		ln, err := listener.Listen(spec)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return cli.Exit(err.Error()+" (is another broker running on that port?)", 1)
+		}
+		lns = append(lns, ln)
+	}
+
+	b := shard.New(cfg)
+	errc := make(chan error, len(lns))
+	var names []string
+	for i, ln := range lns {
+		names = append(names, specs[i].Scheme+"://"+ln.Addr().String())
+		go func() { errc <- b.Serve(ln) }()
+	}
+	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir)
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	var serveErr error
+	select {
+	case sig := <-sigc:
+		logger.Info("shutting down", "signal", sig.String())
+	case serveErr = <-errc:
+		logger.Error("listener failed; shutting down", "err", serveErr)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	logger.Info("stopped")
+	if serveErr != nil {
+		return cli.Exit(serveErr.Error(), 1)
+	}
+	return nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// size is a byte count flag that accepts units: 16MiB, 512KB, 1048576.
+type size struct{ n int }
+
+func newSize(n int) *size { return &size{n: n} }
+
+func (s *size) Set(v string) error {
+	n, err := humanize.ParseBytes(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a size (try 16MiB or 1048576)", v)
+	}
+	if n > 1<<40 {
+		return fmt.Errorf("%q is too large", v)
+	}
+	s.n = int(n)
+	return nil
+}
+
+func (s *size) String() string {
+	if s == nil {
+		return ""
+	}
+	return humanize.IBytes(uint64(s.n))
+}
+
+func sizeFlag(cctx *cli.Context, name string) int {
+	return cctx.Generic(name).(*size).n
+}

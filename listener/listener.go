@@ -1,0 +1,66 @@
+// Package listener turns listener URLs (tcp://host:port) into bound sockets.
+package listener
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Spec is a parsed listener URL.
+type Spec struct {
+	Scheme string // tcp
+	Addr   string // host:port
+	URL    string // as the operator wrote it
+}
+
+// Parse reads a listener URL such as tcp://127.0.0.1:1883. A bare host:port
+// means tcp.
+func Parse(raw string) (Spec, error) {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "tcp://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return Spec{}, fmt.Errorf("listener %q: %v", raw, err)
+	}
+	switch u.Scheme {
+	case "tcp":
+	default:
+		return Spec{}, fmt.Errorf("listener %q: unsupported scheme %q (supported: tcp)", raw, u.Scheme)
+	}
+	if u.Host == "" {
+		return Spec{}, fmt.Errorf("listener %q: missing host:port", raw)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return Spec{}, fmt.Errorf("listener %q: %v", raw, err)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return Spec{}, fmt.Errorf("listener %q: a %s listener takes no path", raw, u.Scheme)
+	}
+	return Spec{Scheme: u.Scheme, Addr: u.Host, URL: raw}, nil
+}
+
+// Listen binds the listener described by spec.
+func Listen(spec Spec) (net.Listener, error) {
+	ln, err := net.Listen("tcp", spec.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", spec.URL, err)
+	}
+	return ln, nil
+}
+
+// IsLoopback reports whether the listener accepts only local connections.
+func (s Spec) IsLoopback() bool {
+	host, _, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

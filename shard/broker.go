@@ -1,0 +1,351 @@
+// Package shard is the broker core: connections, sessions and routing.
+//
+// Client ids hash (xxhash) onto N shards. A shard is one goroutine that owns
+// its sessions, their subscriptions, packet ids, in-flight and queued
+// messages; nothing else touches them, so they need no locks. Connection
+// readers decode packets and post them to their client's shard; a shard
+// matches a publish against the shared topic tree (lock-free reads) and posts
+// one delivery batch per target shard per loop iteration.
+package shard
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"iotd/topictree"
+	"iotd/wire"
+)
+
+// Config holds the broker's limits and behaviour. Zero values take the
+// defaults from DefaultConfig.
+type Config struct {
+	Shards            int           // shard goroutines; default runtime.NumCPU()
+	MaxPacketSize     int           // bytes, fixed header included
+	ConnectTimeout    time.Duration // time allowed for the CONNECT packet
+	MaxClientIDLen    int           // longer ids get CONNACK 0x02
+	MaxInflight       int           // unacknowledged QoS 1/2 messages per client
+	MaxQueuedMessages int           // QoS 1/2 messages waiting per session
+	MaxOutboundBytes  int           // bytes queued for writing per connection
+	MaxSubscriptions  int           // filters per session
+	RetryInterval     time.Duration // in-session resend of unacknowledged messages; 0 = off
+	RetryLimit        int           // resends per message; 0 = unlimited
+	WriteTimeout      time.Duration // a write that makes no progress this long closes the connection
+	MailboxSize       int           // reader events queued per shard before readers wait
+	Logger            *slog.Logger
+}
+
+// DefaultConfig returns the defaults an operator gets with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Shards:            runtime.NumCPU(),
+		MaxPacketSize:     16 << 20,
+		ConnectTimeout:    10 * time.Second,
+		MaxClientIDLen:    256,
+		MaxInflight:       32,
+		MaxQueuedMessages: 1000,
+		MaxOutboundBytes:  1 << 20,
+		MaxSubscriptions:  1000,
+		RetryLimit:        5,
+		WriteTimeout:      30 * time.Second,
+		MailboxSize:       4096,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.Shards <= 0 {
+		c.Shards = d.Shards
+	}
+	if c.MaxPacketSize <= 0 {
+		c.MaxPacketSize = d.MaxPacketSize
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = d.ConnectTimeout
+	}
+	if c.MaxClientIDLen <= 0 {
+		c.MaxClientIDLen = d.MaxClientIDLen
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.MaxInflight > 65535 {
+		c.MaxInflight = 65535
+	}
+	if c.MaxQueuedMessages <= 0 {
+		c.MaxQueuedMessages = d.MaxQueuedMessages
+	}
+	if c.MaxOutboundBytes <= 0 {
+		c.MaxOutboundBytes = d.MaxOutboundBytes
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.MailboxSize <= 0 {
+		c.MailboxSize = d.MailboxSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Broker is the running broker: shards, the shared topic tree and retained
+// store, and the connections it serves.
+type Broker struct {
+	cfg        Config
+	shards     []*Shard
+	tree       *topictree.Tree
+	retained   *topictree.Retained[*Message]
+	quit       chan struct{}
+	closing    atomic.Bool
+	goroutines group
+	conns      connSet
+	idPrefix   string
+	idSeq      atomic.Uint64
+	stats      stats
+}
+
+type stats struct {
+	droppedQoS0      atomic.Int64
+	droppedQueueFull atomic.Int64
+	subscriptions    atomic.Int64
+}
+
+// New creates a broker and starts its shards.
+func New(cfg Config) *Broker {
+	cfg.fill()
+	var nonce [6]byte
+	rand.Read(nonce[:])
+	b := &Broker{
+		cfg:      cfg,
+		tree:     topictree.New(),
+		retained: topictree.NewRetained[*Message](),
+		quit:     make(chan struct{}),
+		idPrefix: "iotd-" + hex.EncodeToString(nonce[:]) + "-",
+	}
+	b.conns.init()
+	b.shards = make([]*Shard, cfg.Shards)
+	for i := range b.shards {
+		b.shards[i] = newShard(b, i)
+	}
+	for _, s := range b.shards {
+		b.goroutines.start(s.run)
+	}
+	return b
+}
+
+// Config returns the effective configuration.
+func (b *Broker) Config() Config { return b.cfg }
+
+// Serve accepts connections from ln until it fails or the broker closes. A
+// temporary accept error backs off instead of ending the loop.
+func (b *Broker) Serve(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if b.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				b.cfg.Logger.Warn("accept failed; retrying", "listener", ln.Addr().String(), "err", err, "backoff", delay)
+				select {
+				case <-time.After(delay):
+					continue
+				case <-b.quit:
+					return nil
+				}
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		delay = 0
+		if !b.ServeConn(conn) {
+			return nil
+		}
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// ServeConn serves one connection on its own reader goroutine. It reports
+// false (and closes conn) if the broker is shutting down.
+func (b *Broker) ServeConn(conn net.Conn) bool {
+	c := newClient(b, conn)
+	key := b.conns.add(c)
+	ok := b.goroutines.start(func() {
+		defer b.conns.remove(key)
+		c.serve()
+	})
+	if !ok {
+		b.conns.remove(key)
+		conn.Close()
+	}
+	return ok
+}
+
+// Close shuts the broker down: shards stop, every connection closes, and
+// Close returns when all goroutines have exited or ctx ends.
+func (b *Broker) Close(ctx context.Context) error {
+	if !b.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	b.goroutines.stop()
+	close(b.quit)
+	b.conns.closeAll()
+	done := make(chan struct{})
+	go func() {
+		b.goroutines.wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: goroutines still running: %w", ctx.Err())
+	}
+}
+
+func (b *Broker) shardFor(clientID string) *Shard {
+	return b.shards[xxhash.Sum64String(clientID)%uint64(len(b.shards))]
+}
+
+// newClientID assigns an id to a client that sent an empty one: unique
+// within this process and unlikely to collide with ids from other runs.
+func (b *Broker) newClientID() string {
+	return b.idPrefix + strconv.FormatUint(b.idSeq.Add(1), 36)
+}
+
+func (b *Broker) checkPublishTopic(topic string) error {
+	return wire.ValidTopicName(topic)
+}
+
+func (b *Broker) logDebug(msg string, args ...any) {
+	b.cfg.Logger.Debug(msg, args...)
+}
+
+func (b *Broker) logInfo(msg string, args ...any) {
+	b.cfg.Logger.Info(msg, args...)
+}
+
+// Stats is a snapshot of broker counters.
+type Stats struct {
+	Connections      int
+	Subscriptions    int64
+	Retained         int
+	DroppedQoS0      int64
+	DroppedQueueFull int64
+}
+
+// Stats returns current counters.
+func (b *Broker) Stats() Stats {
+	return Stats{
+		Connections:      b.conns.len(),
+		Subscriptions:    b.stats.subscriptions.Load(),
+		Retained:         b.retained.Len(),
+		DroppedQoS0:      b.stats.droppedQoS0.Load(),
+		DroppedQueueFull: b.stats.droppedQueueFull.Load(),
+	}
+}
+
+// group tracks the broker's goroutines and refuses new ones once shutdown
+// has begun, so Close can wait for all of them.
+type group struct {
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func (g *group) start(fn func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return false
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+func (g *group) stop() {
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+}
+
+func (g *group) wait() { g.wg.Wait() }
+
+// connSet holds every live connection so shutdown can close them. It is
+// striped so that connects on many cores do not contend on one lock.
+type connSet struct {
+	seq     atomic.Uint64
+	stripes [64]struct {
+		mu sync.Mutex
+		m  map[uint64]*client
+	}
+}
+
+func (s *connSet) init() {
+	for i := range s.stripes {
+		s.stripes[i].m = make(map[uint64]*client)
+	}
+}
+
+func (s *connSet) add(c *client) uint64 {
+	key := s.seq.Add(1)
+	st := &s.stripes[key%64]
+	st.mu.Lock()
+	st.m[key] = c
+	st.mu.Unlock()
+	return key
+}
+
+func (s *connSet) remove(key uint64) {
+	st := &s.stripes[key%64]
+	st.mu.Lock()
+	delete(st.m, key)
+	st.mu.Unlock()
+}
+
+func (s *connSet) len() int {
+	n := 0
+	for i := range s.stripes {
+		st := &s.stripes[i]
+		st.mu.Lock()
+		n += len(st.m)
+		st.mu.Unlock()
+	}
+	return n
+}
+
+func (s *connSet) closeAll() {
+	for i := range s.stripes {
+		st := &s.stripes[i]
+		st.mu.Lock()
+		for _, c := range st.m {
+			c.conn.Close()
+		}
+		st.mu.Unlock()
+	}
+}

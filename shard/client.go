@@ -1,0 +1,204 @@
+package shard
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"iotd/wire"
+)
+
+// client is one network connection. The reader goroutine (serve) owns the
+// socket's read side; fields below the marker belong to the shard goroutine.
+type client struct {
+	b         *Broker
+	conn      net.Conn
+	out       outbound
+	id        string // MQTT client id, set before the CONNECT is posted
+	shard     *Shard
+	keepAlive time.Duration
+	ready     chan struct{} // closed by the shard once CONNACK is queued
+
+	// Owned by the shard goroutine after CONNECT.
+	sess         *session
+	will         *Message
+	disconnected bool // DISCONNECT received: the will is discarded [MQTT-3.14.4-3]
+	detached     bool // no longer attached to its session (closed or taken over)
+	username     string
+}
+
+func newClient(b *Broker, conn net.Conn) *client {
+	c := &client{b: b, conn: conn, ready: make(chan struct{})}
+	c.out.conn = conn
+	c.out.b = b
+	return c
+}
+
+// writable tells the shard that the outbound queue drained below its limit,
+// so held-back QoS 1/2 messages can go out.
+func (c *client) writable() {
+	c.shard.mb.pushShard(event{kind: evWritable, c: c})
+}
+
+// serve runs the connection's reader: CONNECT first, then every packet in
+// order to the client's shard. It returns when the connection ends.
+func (c *client) serve() {
+	r := wire.NewReader(c.conn, c.b.cfg.MaxPacketSize)
+	defer r.Release()
+	if !c.handshake(r) {
+		c.out.close()
+		return
+	}
+	reason := c.readLoop(r)
+	if reason != "" {
+		c.shard.mb.pushReader(event{kind: evClosed, c: c, reason: reason})
+	}
+}
+
+// handshake reads and validates CONNECT and waits until the shard has
+// answered it. It reports false if the connection must be closed now.
+func (c *client) handshake(r *wire.Reader) bool {
+	c.conn.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout))
+	fh, body, err := r.ReadPacket()
+	if err != nil {
+		c.b.logDebug("connection closed before CONNECT", "remote", c.conn.RemoteAddr(), "err", err)
+		return false
+	}
+	if fh.Type != wire.CONNECT {
+		// [MQTT-3.1.0-1] the first packet must be CONNECT.
+		c.b.logDebug("first packet is not CONNECT", "remote", c.conn.RemoteAddr(), "type", fh.Type)
+		return false
+	}
+	cp, err := wire.DecodeConnect(fh, body)
+	if err != nil {
+		var ce *wire.ConnectError
+		if errors.As(err, &ce) && ce.ReturnCode != 0 {
+			c.refuse(ce.ReturnCode)
+		}
+		// [MQTT-3.1.4-1] otherwise close without CONNACK.
+		c.b.logDebug("bad CONNECT", "remote", c.conn.RemoteAddr(), "err", err)
+		return false
+	}
+	if len(cp.ClientID) > c.b.cfg.MaxClientIDLen {
+		c.refuse(wire.RefusedIdentifierRejected) // [MQTT-3.1.3-9]
+		return false
+	}
+	if cp.ClientID == "" {
+		cp.ClientID = c.b.newClientID() // [MQTT-3.1.3-6]
+	}
+	if cp.WillFlag {
+		if err := c.b.checkPublishTopic(cp.WillTopic); err != nil {
+			c.b.logDebug("bad will topic", "remote", c.conn.RemoteAddr(), "err", err)
+			return false
+		}
+		c.will = newMessage([]byte(cp.WillTopic), cp.WillMessage, cp.WillQoS, cp.WillRetain)
+	}
+	c.id = cp.ClientID
+	c.username = cp.Username
+	c.keepAlive = time.Duration(cp.KeepAlive) * time.Second
+	c.shard = c.b.shardFor(c.id)
+	c.out.mu.Lock()
+	c.out.notify = c.writable
+	c.out.mu.Unlock()
+	if !c.shard.mb.pushReader(event{kind: evConnect, c: c, connect: cp}) {
+		return false
+	}
+	select {
+	case <-c.ready:
+		return true
+	case <-c.b.quit:
+		return false
+	}
+}
+
+// refuse answers CONNECT with a non-zero return code and closes
+// [MQTT-3.2.2-4] [MQTT-3.2.2-5].
+func (c *client) refuse(code byte) {
+	c.out.send(&wire.Connack{ReturnCode: code})
+	c.out.closeAfterFlush()
+}
+
+// readLoop reads packets after CONNECT until the connection ends. It returns
+// the reason the connection ended, or "" after a DISCONNECT.
+func (c *client) readLoop(r *wire.Reader) string {
+	var pub wire.Publish
+	for {
+		if c.keepAlive > 0 {
+			// [MQTT-3.1.2-24] one and a half times the keep-alive.
+			c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		} else {
+			c.conn.SetReadDeadline(time.Time{})
+		}
+		fh, body, err := r.ReadPacket()
+		if err != nil {
+			return readErrorReason(err)
+		}
+		ev := event{c: c}
+		switch fh.Type {
+		case wire.PUBLISH:
+			if err := pub.Decode(fh, body); err != nil {
+				return "malformed PUBLISH: " + err.Error()
+			}
+			ev.kind = evPublish
+			ev.packetID = pub.PacketID
+			ev.dup = pub.Dup
+			ev.msg = newMessage(pub.Topic, pub.Payload, pub.QoS, pub.Retain)
+		case wire.PINGREQ:
+			if _, err := wire.Decode(fh, body); err != nil {
+				return "malformed PINGREQ: " + err.Error()
+			}
+			c.out.send(&wire.Pingresp{}) // [MQTT-3.12.4-1]
+			continue
+		case wire.CONNECT:
+			return "second CONNECT" // [MQTT-3.1.0-2]
+		default:
+			p, err := wire.Decode(fh, body)
+			if err != nil {
+				return fmt.Sprintf("malformed %s: %v", fh.Type, err)
+			}
+			switch p := p.(type) {
+			case *wire.Puback:
+				ev.kind, ev.packetID = evPuback, p.PacketID
+			case *wire.Pubrec:
+				ev.kind, ev.packetID = evPubrec, p.PacketID
+			case *wire.Pubrel:
+				ev.kind, ev.packetID = evPubrel, p.PacketID
+			case *wire.Pubcomp:
+				ev.kind, ev.packetID = evPubcomp, p.PacketID
+			case *wire.Subscribe:
+				ev.kind, ev.sub = evSubscribe, p
+			case *wire.Unsubscribe:
+				ev.kind, ev.unsub = evUnsubscribe, p
+			case *wire.Disconnect:
+				// Nothing after DISCONNECT is read [MQTT-3.14.4-2].
+				c.shard.mb.pushReader(event{kind: evDisconnect, c: c})
+				return ""
+			default:
+				// CONNACK, SUBACK, UNSUBACK and PINGRESP only flow from the server.
+				return "client sent " + fh.Type.String()
+			}
+		}
+		if !c.shard.mb.pushReader(ev) {
+			return "" // shutting down
+		}
+	}
+}
+
+func readErrorReason(err error) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		return "connection closed by client"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "keep-alive timeout"
+	case errors.Is(err, net.ErrClosed):
+		return "connection closed by server"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "keep-alive timeout"
+	}
+	return err.Error()
+}
