@@ -176,8 +176,8 @@ var Valid = []Case{
 		Packet: &wire.Publish{Dup: true, QoS: 2, Retain: true, Topic: []byte("t"), PacketID: 0x1234, Payload: []byte("pp")},
 	},
 	{
-		Name: "publish_qos1_retain",
-		Raw:  []byte{0x33, 0x06, 0x00, 0x01, 't', 0xff, 0xff, 'v'},
+		Name:   "publish_qos1_retain",
+		Raw:    []byte{0x33, 0x06, 0x00, 0x01, 't', 0xff, 0xff, 'v'},
 		Packet: &wire.Publish{QoS: 1, Retain: true, Topic: []byte("t"), PacketID: 0xffff, Payload: []byte("v")},
 	},
 	{
