@@ -84,6 +84,12 @@ func runServe(cctx *cli.Context) error {
 		Logger:            logger,
 	}
 
+	// Signals are caught from here on, so a stop request that arrives while
+	// starting up still shuts down cleanly.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+
 	// Bind every listener before accepting on any.
 	var lns []net.Listener
 	for _, spec := range specs {
@@ -106,9 +112,6 @@ func runServe(cctx *cli.Context) error {
 	}
 	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir)
 
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigc)
 	var serveErr error
 	select {
 	case sig := <-sigc:

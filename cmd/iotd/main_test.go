@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"iotd/wire"
+)
+
+// buildIotd compiles the real binary once per test run.
+func buildIotd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "iotd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+// startIotd runs the binary and waits for its ready line, returning the
+// process and the bound address of its first listener.
+func startIotd(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), " ready: ") {
+				ready <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case line := <-ready:
+		m := regexp.MustCompile(`listeners=tcp://([^, ]+)`).FindStringSubmatch(line)
+		require.NotNil(t, m, line)
+		require.Contains(t, line, "shards=")
+		require.Contains(t, line, "data-dir=")
+		return cmd, m[1]
+	case <-time.After(10 * time.Second):
+		t.Fatal("iotd did not print its ready line within 10s")
+	}
+	return nil, ""
+}
+
+func TestServeStopsCleanlyOnSignals(t *testing.T) {
+	bin := buildIotd(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		dir := filepath.Join(t.TempDir(), "state")
+		cmd, addr := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--shards", "3", "--data-dir", dir)
+		_, err := os.Stat(dir)
+		require.NoError(t, err, "--data-dir is created")
+
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		_, err = conn.Write((&wire.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, ClientID: "c", CleanSession: true}).Append(nil))
+		require.NoError(t, err)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4)
+		_, err = conn.Read(buf)
+		require.NoError(t, err)
+		require.Equal(t, []byte{0x20, 2, 0, 0}, buf)
+
+		start := time.Now()
+		require.NoError(t, cmd.Process.Signal(sig))
+		require.NoError(t, cmd.Wait(), "exit status 0 after %s", sig)
+		require.Less(t, time.Since(start), 10*time.Second)
+		// The open connection was closed by the shutdown.
+		_, err = conn.Read(buf)
+		require.Error(t, err)
+		conn.Close()
+	}
+}
+
+func TestServeRejectsBadFlags(t *testing.T) {
+	bin := buildIotd(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "udp://127.0.0.1:0"}, "unsupported scheme"},
+		{[]string{"--shards", "0"}, "--shards must be at least 1"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--max-packet-size", "lots"}, "is not a size"},
+		{[]string{"--connect-timeout", "10"}, "connect-timeout"},
+	} {
+		cmd := exec.Command(bin, append(tc.args, "--data-dir", t.TempDir())...)
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, tc.args)
+		require.Contains(t, string(out), tc.want, tc.args)
+	}
+}
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	bin := buildIotd(t)
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	require.NoError(t, err)
+	for _, f := range serveCommand().Flags {
+		require.Contains(t, string(out), "--"+f.Names()[0], "iotd --help")
+	}
+}
+
+func TestListenerInUseFails(t *testing.T) {
+	bin := buildIotd(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	out, err := exec.Command(bin, "--listen", "tcp://"+ln.Addr().String(), "--data-dir", t.TempDir()).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "listen on tcp://"+ln.Addr().String())
+}
