@@ -17,15 +17,15 @@ func TestValidTopicName(t *testing.T) {
 		err   error
 	}{
 		{"a", nil},
-		{"/", nil},                                // two empty levels
-		{"a/b", nil},                              //
-		{"a/", nil},                               // leading and trailing '/' make distinct topics
-		{"/a", nil},                               //
-		{"sport/tennis/player1", nil},             //
-		{"$SYS/broker/uptime", nil},               // '$' is an ordinary character in a name
-		{"a b", nil},                              // spaces are allowed
-		{"\uFEFFa", nil},                          // [MQTT-1.5.3-3] U+FEFF kept
-		{"ACCOUNTS", nil},                         //
+		{"/", nil}, // two empty levels
+		{"a/b", nil},
+		{"a/", nil}, // leading and trailing '/' make distinct topics
+		{"/a", nil},
+		{"sport/tennis/player1", nil},
+		{"$SYS/broker/uptime", nil}, // '$' is an ordinary character in a name
+		{"a b", nil},                // spaces are allowed
+		{"\uFEFFa", nil},            // [MQTT-1.5.3-3] U+FEFF kept
+		{"ACCOUNTS", nil},
 		{"caf\u00e9", nil},                        // NFC
 		{"cafe\u0301", nil},                       // NFD
 		{"日本/😀", nil},                             // 3- and 4-byte sequences
@@ -45,9 +45,9 @@ func TestValidTopicName(t *testing.T) {
 		{"\xe0\x80\xaf", wire.ErrInvalidUTF8},     // overlong '/'
 		{"\xf0\x80\x80\xaf", wire.ErrInvalidUTF8}, // overlong '/'
 		{"\xf4\x90\x80\x80", wire.ErrInvalidUTF8}, // above U+10FFFF
-		{"\xff", wire.ErrInvalidUTF8},             //
-		{"a\xe2\x82", wire.ErrInvalidUTF8},        // truncated sequence
-		{"\x80", wire.ErrInvalidUTF8},             // lone continuation byte
+		{"\xff", wire.ErrInvalidUTF8},
+		{"a\xe2\x82", wire.ErrInvalidUTF8}, // truncated sequence
+		{"\x80", wire.ErrInvalidUTF8},      // lone continuation byte
 	} {
 		if err := wire.ValidTopicName(tc.topic); !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
 			t.Errorf("ValidTopicName(%q) = %v, want %v", trunc(tc.topic), err, tc.err)
@@ -63,19 +63,19 @@ func TestValidTopicFilter(t *testing.T) {
 		filter string
 		err    error
 	}{
-		{"#", nil},                              // [MQTT-4.7.1-2] alone
-		{"a/#", nil},                            // [MQTT-4.7.1-2] after '/'
-		{"/#", nil},                             //
-		{"sport/tennis/player1/#", nil},         //
-		{"+", nil},                              // [MQTT-4.7.1-3]
-		{"+/+", nil},                            //
-		{"/+", nil},                             //
-		{"+/", nil},                             //
-		{"+/+/#", nil},                          // [MQTT-4.7.1-3] with '#'
-		{"+/tennis/#", nil},                     //
-		{"sport/+/player1", nil},                //
-		{"a//b", nil},                           //
-		{"$SYS/#", nil},                         //
+		{"#", nil},   // [MQTT-4.7.1-2] alone
+		{"a/#", nil}, // [MQTT-4.7.1-2] after '/'
+		{"/#", nil},
+		{"sport/tennis/player1/#", nil},
+		{"+", nil}, // [MQTT-4.7.1-3]
+		{"+/+", nil},
+		{"/+", nil},
+		{"+/", nil},
+		{"+/+/#", nil}, // [MQTT-4.7.1-3] with '#'
+		{"+/tennis/#", nil},
+		{"sport/+/player1", nil},
+		{"a//b", nil},
+		{"$SYS/#", nil},
 		{"\uFEFFa/+", nil},                      // [MQTT-1.5.3-3]
 		{long65535, nil},                        // [MQTT-4.7.3-3]
 		{long65535[:65533] + "/#", nil},         // [MQTT-4.7.3-3]
