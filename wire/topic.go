@@ -15,7 +15,17 @@ const MaxTopicLength = 65535
 // U+FEFF (EF BB BF) is an ordinary character and passes [MQTT-1.5.3-3].
 func scanUTF8[T ~string | ~[]byte](s T) (wildcard bool, err error) {
 	n := len(s)
-	for i := 0; i < n; {
+	i := 0
+	// Fast path: 8 ASCII bytes at a time while none is 0x00, '+' or '#'
+	// (topics are mostly ASCII); any other word falls to the byte loop.
+	for ; i+8 <= n; i += 8 {
+		v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if v&hi8 != 0 || hasZeroByte(v) || hasZeroByte(v^(lo8*'+')) || hasZeroByte(v^(lo8*'#')) {
+			break
+		}
+	}
+	for i < n {
 		c := s[i]
 		if c < 0x80 {
 			switch c {
@@ -65,6 +75,15 @@ func scanUTF8[T ~string | ~[]byte](s T) (wildcard bool, err error) {
 	}
 	return wildcard, nil
 }
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// hasZeroByte reports whether any byte of v is 0 (for bytes below 0x80,
+// which the callers ensure).
+func hasZeroByte(v uint64) bool { return (v-lo8)&^v&hi8 != 0 }
 
 // ValidUTF8String reports whether s may appear in an MQTT UTF-8 string field:
 // well-formed UTF-8, no surrogate code points [MQTT-1.5.3-1] and no U+0000

@@ -326,3 +326,24 @@ func TestTopicFuncsGenericAndAllocFree(t *testing.T) {
 		t.Error("named string type gives different results")
 	}
 }
+
+// TestValidatorsWordBoundaries plants each special byte at every position
+// of 8-byte-word-sized inputs, where the word-at-a-time fast path hands
+// over to the byte loop.
+func TestValidatorsWordBoundaries(t *testing.T) {
+	for size := 7; size <= 25; size++ {
+		for pos := 0; pos < size; pos++ {
+			for _, special := range []string{"\x00", "+", "#", "\x80", "\xff", "é", "\xed\xa0\x80", "/"} {
+				s := strings.Repeat("a", pos) + special + strings.Repeat("b", size-pos)
+				wantUTF8 := utf8.ValidString(s) && !strings.Contains(s, "\x00")
+				if err := wire.ValidUTF8String(s); (err == nil) != wantUTF8 {
+					t.Fatalf("ValidUTF8String(%q) = %v", s, err)
+				}
+				wantName := wantUTF8 && !strings.ContainsAny(s, "+#")
+				if err := wire.ValidTopicName([]byte(s)); (err == nil) != wantName {
+					t.Fatalf("ValidTopicName(%q) = %v", s, err)
+				}
+			}
+		}
+	}
+}
