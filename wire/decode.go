@@ -363,7 +363,9 @@ func cloneOrNil(b []byte) []byte {
 	if len(b) == 0 {
 		return nil
 	}
-	return append([]byte(nil), b...)
+	c := make([]byte, len(b))
+	copy(c, b)
+	return c
 }
 
 func decodeConnack(body []byte) (Packet, error) {
@@ -472,7 +474,9 @@ func decodeSuback(body []byte) (Packet, error) {
 			return nil, wrap("SUBACK return code", ErrMalformed) // [MQTT-3.9.3-2]
 		}
 	}
-	return &Suback{PacketID: id, ReturnCodes: append([]byte(nil), codes...)}, nil
+	rc := make([]byte, len(codes))
+	copy(rc, codes)
+	return &Suback{PacketID: id, ReturnCodes: rc}, nil
 }
 
 func decodeUnsubscribe(body []byte) (Packet, error) {
