@@ -49,7 +49,9 @@ func (c *client) serve() {
 	r := wire.NewReader(c.conn, c.b.cfg.MaxPacketSize)
 	defer r.Release()
 	if !c.handshake(r) {
-		c.out.close()
+		// Not close(): a refusal's CONNACK is still queued and must reach
+		// the client first [MQTT-3.2.2-5]; with nothing queued this closes now.
+		c.out.closeAfterFlush()
 		return
 	}
 	reason := c.readLoop(r)

@@ -106,8 +106,11 @@ func (o *outbound) closeAfterFlush() {
 	}
 	if o.queued() > 0 {
 		o.kick()
-		o.mu.Unlock()
-		return
+		if o.running {
+			o.mu.Unlock()
+			return
+		}
+		// No writer can start (shutting down): close now rather than never.
 	}
 	o.closed = true
 	o.mu.Unlock()
