@@ -161,3 +161,94 @@ func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe)
 }
+
+// --- helpers for the spec_*_test.go conformance suites ---
+
+// connectWith dials and sends cp (protocol "MQTT" level 4 unless set),
+// requiring CONNACK 0x00.
+func (tb *testBroker) connectWith(t testing.TB, cp *wire.Connect) (*rawClient, *wire.Connack) {
+	t.Helper()
+	c := tb.dial(t)
+	ack := c.connect(cp)
+	require.Equal(t, wire.Accepted, ack.ReturnCode)
+	return c, ack
+}
+
+// connectWill connects a client whose CONNECT carries a will.
+func (tb *testBroker) connectWill(t testing.TB, id string, clean bool, keepAlive uint16, topic, payload string, qos byte, retain bool) *rawClient {
+	t.Helper()
+	c, _ := tb.connectWith(t, &wire.Connect{
+		ClientID: id, CleanSession: clean, KeepAlive: keepAlive,
+		WillFlag: true, WillTopic: topic, WillMessage: []byte(payload), WillQoS: qos, WillRetain: retain,
+	})
+	return c
+}
+
+// subscriber connects a clean client subscribed to filter at qos.
+func (tb *testBroker) subscriber(t testing.TB, id, filter string, qos byte) *rawClient {
+	t.Helper()
+	c, _ := tb.connect(t, id, true)
+	sa := c.subscribe(1, wire.Subscription{Filter: filter, QoS: qos})
+	require.Equal(t, []byte{qos}, sa.ReturnCodes)
+	return c
+}
+
+// readRaw returns the next packet undecoded: its fixed header and body.
+func (c *rawClient) readRaw(timeout time.Duration) (wire.FixedHeader, []byte) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	fh, body, err := c.r.ReadPacket()
+	require.NoError(c.t, err)
+	return fh, append([]byte(nil), body...)
+}
+
+// unsubscribe sends UNSUBSCRIBE and waits for the UNSUBACK.
+func (c *rawClient) unsubscribe(id uint16, filters ...string) *wire.Unsuback {
+	c.t.Helper()
+	c.send(&wire.Unsubscribe{PacketID: id, Filters: filters})
+	return c.expect(wire.UNSUBACK).(*wire.Unsuback)
+}
+
+// expectMessage reads the next PUBLISH, checks topic and payload, and
+// completes its QoS 1/2 flow.
+func (c *rawClient) expectMessage(topic, payload string) *wire.Publish {
+	c.t.Helper()
+	p := c.expectPublish()
+	require.Equal(c.t, topic, string(p.Topic))
+	require.Equal(c.t, payload, string(p.Payload))
+	c.ack(p)
+	return p
+}
+
+// ack completes the receiver side of a delivery: PUBACK for QoS 1,
+// PUBREC/PUBREL/PUBCOMP for QoS 2.
+func (c *rawClient) ack(p *wire.Publish) {
+	c.t.Helper()
+	switch p.QoS {
+	case 1:
+		c.send(&wire.Puback{PacketID: p.PacketID})
+	case 2:
+		c.send(&wire.Pubrec{PacketID: p.PacketID})
+		require.Equal(c.t, p.PacketID, c.expect(wire.PUBREL).(*wire.Pubrel).PacketID)
+		c.send(&wire.Pubcomp{PacketID: p.PacketID})
+	}
+}
+
+// publishAcked publishes at QoS 1 and waits for the PUBACK: the broker has
+// routed the message when it returns.
+func (c *rawClient) publishAcked(topic, payload string, retain bool, id uint16) {
+	c.t.Helper()
+	c.publish(topic, payload, 1, retain, id)
+	require.Equal(c.t, id, c.expect(wire.PUBACK).(*wire.Puback).PacketID)
+}
+
+// disconnect sends DISCONNECT and waits for the broker to close.
+func (c *rawClient) disconnect() {
+	c.t.Helper()
+	c.send(&wire.Disconnect{})
+	c.expectClosed()
+}
+
+// kill drops the TCP connection without DISCONNECT (a network failure as
+// the broker sees it).
+func (c *rawClient) kill() { c.conn.Close() }
