@@ -150,7 +150,10 @@ func (s *Shard) handleConnect(c *client, cp *wire.Connect) {
 // and every unacknowledged PUBREL, with their original packet ids and in their
 // original order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then starts on the queue.
 func (s *Shard) resend(sess *session) {
+	now := s.retryClock()
 	for _, m := range sess.inflight {
+		// The in-session retry timer and budget start again from this resend.
+		m.sentAt, m.retries = now, 0
 		if m.released {
 			sess.c.out.sendAck(wire.PUBREL, m.id) // [MQTT-4.3.3-1]
 			continue
@@ -344,10 +347,7 @@ func (s *Shard) fillInflight(sess *session) {
 }
 
 func (s *Shard) sendInflight(sess *session, p pending) {
-	m := &outMsg{id: sess.nextPacketID(), msg: p.msg, qos: p.qos, retain: p.retain}
-	if s.b.cfg.RetryInterval > 0 {
-		m.sentAt = time.Now().UnixNano()
-	}
+	m := &outMsg{id: sess.nextPacketID(), msg: p.msg, qos: p.qos, retain: p.retain, sentAt: s.retryClock()}
 	sess.inflight = append(sess.inflight, m)
 	s.writePublish(sess.c, m, false)
 }
@@ -378,8 +378,11 @@ func (s *Shard) handleAck(sess *session, id uint16, qos byte) {
 func (s *Shard) handlePubrec(c *client, id uint16) {
 	i := c.sess.findInflight(id)
 	if i >= 0 && c.sess.inflight[i].qos == 2 {
-		c.sess.inflight[i].released = true
-		c.sess.inflight[i].retries = 0
+		m := c.sess.inflight[i]
+		m.released = true
+		// A PUBREL retry is due an interval after this PUBREL, not after
+		// the PUBLISH.
+		m.retries, m.sentAt = 0, s.retryClock()
 	}
 	c.out.sendAck(wire.PUBREL, id)
 }
@@ -451,6 +454,15 @@ func (s *Shard) removeSub(sess *session, filter string) {
 		s.b.tree.Remove(filter, s.index)
 	}
 	s.b.stats.subscriptions.Add(-1)
+}
+
+// retryClock is the time an in-flight message is stamped with when it is
+// sent; it is read only when in-session retry is on.
+func (s *Shard) retryClock() int64 {
+	if s.b.cfg.RetryInterval > 0 {
+		return time.Now().UnixNano()
+	}
+	return 0
 }
 
 // retryInflight re-sends in-flight messages older than the retry interval
