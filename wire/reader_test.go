@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"testing/iotest"
+	"unsafe"
 )
 
 // These tests are inside the package so they can check which buffer the
@@ -375,4 +376,27 @@ func TestReaderQuietPartialStaysInline(t *testing.T) {
 	}
 	rd = NewReader(pr, 1<<20)
 	readAll(t, rd, [][]byte{big[3:], small[2:]})
+}
+
+// TestReaderIdleFootprint: an idle Reader is its struct alone (inline
+// buffer included); the broker budgets < 5 KB per idle connection.
+func TestReaderIdleFootprint(t *testing.T) {
+	if size := unsafe.Sizeof(Reader{}); size > inlineSize+128 {
+		t.Errorf("Reader is %d bytes, want at most %d", size, inlineSize+128)
+	}
+	rd := NewReader(bytes.NewReader((&Publish{Topic: []byte("t"), Payload: make([]byte, 10000)}).Append(nil)), 0)
+	if _, _, err := rd.ReadPacket(); err != nil {
+		t.Fatal(err)
+	}
+	if rd.bb == nil {
+		t.Fatal("setup: a 10 KB packet should be read into a pooled buffer")
+	}
+	// The next call finds nothing pending and returns the buffer before it
+	// blocks (here: hits EOF).
+	if _, _, err := rd.ReadPacket(); err != io.EOF {
+		t.Fatal(err)
+	}
+	if rd.bb != nil || !rd.isInline() {
+		t.Error("pooled buffer kept while idle")
+	}
 }
