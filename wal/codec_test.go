@@ -28,7 +28,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Fatalf("parseRecord = %d %x %v, want %d %x", typ, payload, err, tc.typ, tc.payload)
 		}
 		// Every single-bit flip is caught (CRC32C detects all 1-bit errors).
-		for i := range rec {
+		for i := range min(len(rec), 400) {
 			for bit := 0; bit < 8; bit++ {
 				bad := bytes.Clone(rec)
 				bad[i] ^= 1 << bit
@@ -154,7 +154,7 @@ func TestDecoderTruncatedSticky(t *testing.T) {
 		d.Uvarint()
 		d.Uint16()
 		d.Byte()
-		d.String()
+		_ = d.String()
 		d.Bytes()
 		if !errors.Is(d.Err(), ErrTruncated) {
 			t.Fatalf("cut %d: Err = %v, want ErrTruncated", cut, d.Err())
