@@ -68,7 +68,7 @@ type Log struct {
 	closed bool
 }
 
-func (o *Options) tidwall() *twal.Options {
+func (o Options) tidwall() *twal.Options {
 	return &twal.Options{
 		NoSync:           o.NoSync,
 		SegmentSize:      o.SegmentSize,

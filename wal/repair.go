@@ -323,8 +323,9 @@ func repairTail(dir string, logger *slog.Logger) (Repair, error) {
 				if err := syncDir(dir); err != nil {
 					return rep, err
 				}
-				logger.Warn("wal: removed an empty tail segment: the log's tail was cut inside the segment before it",
-					"file", after.path, "previous", s.path, "records_in_previous", sc.records, "expected", want)
+				logger.Warn("wal: the log's tail was cut inside the segment before the (empty) tail segment; removed the tail segment",
+					"file", s.path, "offset", len(data), "removed", after.path,
+					"records", sc.records, "expected_records", want)
 				rep = Repair{Truncated: true, File: s.path, Offset: int64(len(data)), DroppedBytes: rep.DroppedBytes + fi.Size()}
 			}
 		}
