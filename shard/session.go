@@ -124,3 +124,6 @@ func (q *msgQueue) pop() pending {
 }
 
 func (q *msgQueue) clear() { *q = msgQueue{} }
+
+// at returns the i-th queued message (0 is the head).
+func (q *msgQueue) at(i int) pending { return q.buf[(q.head+i)%len(q.buf)] }
