@@ -183,8 +183,8 @@ func (s *Shard) detach(c *client, reason string) {
 	}
 	if c.will != nil {
 		will := c.will
-		c.will = nil // published at most once [MQTT-3.1.2-10]
-		s.publish(will)
+		c.will = nil  // published at most once [MQTT-3.1.2-10]
+		s.route(will) // client-supplied like a PUBLISH: never into $SYS
 	}
 	if sess.clean && sess.c == nil {
 		s.dropSession(sess)
