@@ -51,13 +51,7 @@ type Log struct {
 	scratch []byte     // framing buffer reused by Append
 	pending int
 
-	// What tidwall will do with the pending batch, worked out by Append with
-	// tidwall's own cycling rule (see cycleAt): bytes it adds to the files,
-	// the tail segment's size afterwards, and whether it starts a new
-	// segment file (which needs a directory fsync to be durable).
-	pendBytes int64
-	pendTail  int64
-	pendCycle bool
+	pendSizes []int // bytes tidwall will write for each pending record
 
 	first, last uint64 // FirstIndex and LastIndex of the committed log
 	size        int64  // bytes in all segment files
@@ -196,24 +190,32 @@ func (l *Log) Append(typ byte, payload []byte) {
 	if l.err != nil || l.closed {
 		return
 	}
-	if l.pending == 0 {
-		l.pendBytes, l.pendTail, l.pendCycle = 0, l.tail, false
-		if l.pendTail > int64(l.opts.SegmentSize) {
-			// tidwall starts a new segment before writing the batch.
-			l.pendTail, l.pendCycle = 0, true
-		}
-	}
 	l.scratch = appendRecord(l.scratch[:0], typ, payload)
 	l.pending++
 	l.batch.Write(l.last+uint64(l.pending), l.scratch)
-	n := int64(entrySize(len(l.scratch)))
-	l.pendBytes += n
-	l.pendTail += n
-	if l.pendTail >= int64(l.opts.SegmentSize) {
-		// tidwall closes (fsyncs) the segment and opens a new one after
-		// this entry (writeBatch's cycle rule).
-		l.pendTail, l.pendCycle = 0, true
+	l.pendSizes = append(l.pendSizes, entrySize(len(l.scratch)))
+}
+
+// planCommit works out what tidwall's WriteBatch will do with the pending
+// records, by tidwall's own rule (wal.go writeBatch): start a new segment
+// before the batch if the tail is already over SegmentSize, and after any
+// entry that takes it to SegmentSize or more. It returns the bytes written,
+// the tail segment's size afterwards, and whether a segment file is created
+// (which takes a directory fsync to be durable).
+func (l *Log) planCommit() (written, tail int64, cycled bool) {
+	seg := int64(l.opts.SegmentSize)
+	tail = l.tail
+	if tail > seg {
+		tail, cycled = 0, true
 	}
+	for _, n := range l.pendSizes {
+		written += int64(n)
+		tail += int64(n)
+		if tail >= seg {
+			tail, cycled = 0, true
+		}
+	}
+	return written, tail, cycled
 }
 
 // Pending returns the number of records appended and not yet committed.
@@ -234,8 +236,9 @@ func (l *Log) Commit() error {
 	if l.pending == 0 {
 		return nil
 	}
+	written, tail, cycled := l.planCommit()
 	err := l.tw.WriteBatch(&l.batch)
-	if err == nil && l.pendCycle {
+	if err == nil && cycled {
 		// tidwall keeps the segment it just closed in its read cache; we
 		// never read through tidwall, so free that memory (up to a segment).
 		l.tw.ClearCache()
@@ -249,9 +252,10 @@ func (l *Log) Commit() error {
 		return l.fail(fmt.Errorf("commit %d records", l.pending), err)
 	}
 	l.last += uint64(l.pending)
-	l.size += l.pendBytes
-	l.tail = l.pendTail
+	l.size += written
+	l.tail = tail
 	l.pending = 0
+	l.pendSizes = l.pendSizes[:0]
 	return nil
 }
 
@@ -262,6 +266,7 @@ func (l *Log) fail(what error, err error) error {
 		l.dir, what, err)
 	l.batch.Clear()
 	l.pending = 0
+	l.pendSizes = l.pendSizes[:0]
 	return l.err
 }
 
@@ -483,6 +488,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.batch.Clear()
 	l.pending = 0
+	l.pendSizes = l.pendSizes[:0]
 	err := l.tw.Close()
 	if err == nil && l.dirDirty {
 		err = syncDir(l.dir)

@@ -452,3 +452,23 @@ func TestReplayFindsMissingSegment(t *testing.T) {
 		t.Fatalf("Replay = %v", err)
 	}
 }
+
+// Records appended before a TruncateFront are committed after it with the
+// right indexes, and the size model follows the rewritten tail segment.
+func TestTruncateFrontWithPendingRecords(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := openLog(t, dir, Options{SegmentSize: 2000})
+	defer l.Close()
+	appendN(t, l, 30, 30)
+	for i := uint64(31); i <= 40; i++ {
+		l.Append(typeFor(i), payloadFor(i))
+	}
+	if err := l.TruncateFront(29); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	checkTailPrediction(t, l)
+	checkRecords(t, replayAll(t, l, 28), 29, 40)
+}
