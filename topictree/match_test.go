@@ -203,7 +203,9 @@ func randLevels(rng *rand.Rand, alphabet []string, count int) []string {
 	return l
 }
 
-var topicAlphabet = []string{"a", "b", "", "$", "$S", "a$"}
+// topicAlphabet includes names at the inline-name limit (15 bytes) and just
+// past it, one of them starting with '$'.
+var topicAlphabet = []string{"a", "b", "", "$", "$S", "a$", "fifteen-bytes-x", "sixteen-bytes-xy", "$seventeen-bytes-"}
 
 func randTopic(rng *rand.Rand) string {
 	return strings.Join(randLevels(rng, topicAlphabet, 1+rng.IntN(4)), "/")

@@ -32,7 +32,7 @@ type rval[V any] struct {
 
 // NewRetained returns an empty Retained.
 func NewRetained[V any]() *Retained[V] {
-	return &Retained[V]{tomb: &item[rnode[V]]{name: "/"}}
+	return &Retained[V]{tomb: newTomb[rnode[V]]()}
 }
 
 // Len reports how many topics hold a retained value. Safe without a lock.
@@ -55,10 +55,14 @@ func (r *Retained[V]) Set(topic string, v V) {
 			c = kids.findString(topic[start:end])
 		}
 		if c == nil {
-			if stable == "" {
-				stable = strings.Clone(topic)
+			name := topic[start:end]
+			if len(name) > shortName {
+				if stable == "" {
+					stable = strings.Clone(topic)
+				}
+				name = stable[start:end]
 			}
-			c = &item[rnode[V]]{name: stable[start:end]}
+			c = newItem[rnode[V]](name)
 			if kids == nil {
 				kids = newTable[rnode[V]](2)
 			}
@@ -196,7 +200,7 @@ func (r *Retained[V]) match(n *rnode[V], filter string, start int, fn func(strin
 	}
 	for i := range kids.slots {
 		c := kids.at(i, r.tomb)
-		if c == nil || (start == 0 && strings.HasPrefix(c.name, "$")) {
+		if c == nil || (start == 0 && c.dollar()) {
 			continue
 		}
 		if last {
@@ -226,7 +230,7 @@ func (r *Retained[V]) walk(n *rnode[V], noDollar bool, fn func(string, V) bool) 
 	}
 	for i := range kids.slots {
 		c := kids.at(i, r.tomb)
-		if c == nil || (noDollar && strings.HasPrefix(c.name, "$")) {
+		if c == nil || (noDollar && c.dollar()) {
 			continue
 		}
 		if !emit(&c.node, fn) || !r.walk(&c.node, false, fn) {

@@ -10,12 +10,69 @@ import (
 var seed = maphash.MakeSeed()
 
 // item is one child of a node: the level name and the child node itself,
-// stored by value so a child costs one allocation. name never changes after
-// the item is published; the node's fields are atomics of their own.
+// stored by value so a child costs one allocation. A name of up to 15 bytes
+// is stored in the item, so checking a candidate touches no other memory (a
+// tree item is then exactly one 64-byte cache line); a longer one is in long.
+// The name never changes after the item is published; the node's fields are
+// atomics of their own.
 type item[N any] struct {
-	name string
-	node N
+	node  N
+	long  string // the name, when it does not fit in short
+	n     uint8  // length of the name in short, or longName
+	short [shortName]byte
 }
+
+const (
+	shortName = 15   // longest name stored in the item
+	longName  = 0xff // item.n of a name that is in item.long
+)
+
+func newItem[N any](name string) *item[N] {
+	it := &item[N]{}
+	if len(name) <= len(it.short) {
+		it.n = uint8(len(name))
+		copy(it.short[:], name)
+	} else {
+		it.n = longName
+		it.long = name
+	}
+	return it
+}
+
+// is reports whether the item is named name.
+func (it *item[N]) is(name []byte) bool {
+	if len(name) <= len(it.short) {
+		return int(it.n) == len(name) && string(it.short[:len(name)]) == string(name)
+	}
+	return it.long == string(name)
+}
+
+// isString is is for a string name.
+func (it *item[N]) isString(name string) bool {
+	if len(name) <= len(it.short) {
+		return int(it.n) == len(name) && string(it.short[:len(name)]) == name
+	}
+	return it.long == name
+}
+
+func (it *item[N]) hash() uint64 {
+	if it.n == longName {
+		return maphash.String(seed, it.long)
+	}
+	return maphash.Bytes(seed, it.short[:it.n])
+}
+
+// dollar reports whether the name starts with '$'.
+func (it *item[N]) dollar() bool {
+	if it.n == longName {
+		return it.long[0] == '$'
+	}
+	return it.n > 0 && it.short[0] == '$'
+}
+
+// newTomb returns the item that marks deleted slots of one tree's tables.
+// Its name holds '/', which no level name does, so it never matches.
+func newTomb[N any]() *item[N] { return newItem[N]("/") }
 
 // slot is one cell of a table. hash caches the hash of p's name so that
 // probing and growing never touch the items themselves. The writer stores
@@ -82,7 +139,7 @@ func (t *table[N]) find(name []byte) *item[N] {
 	s := t.slots
 	if len(s) <= scanSlots {
 		for i := range s {
-			if it := s[i].p.Load(); it != nil && it.name == string(name) {
+			if it := s[i].p.Load(); it != nil && it.is(name) {
 				return it
 			}
 		}
@@ -97,7 +154,7 @@ func (t *table[N]) find(name []byte) *item[N] {
 		if it == nil {
 			return nil
 		}
-		if sl.hash.Load() == h && it.name == string(name) {
+		if sl.hash.Load() == h && it.is(name) {
 			return it
 		}
 		i = (i + 1) & mask
@@ -110,7 +167,7 @@ func (t *table[N]) findString(name string) *item[N] {
 	s := t.slots
 	if len(s) <= scanSlots {
 		for i := range s {
-			if it := s[i].p.Load(); it != nil && it.name == name {
+			if it := s[i].p.Load(); it != nil && it.isString(name) {
 				return it
 			}
 		}
@@ -125,7 +182,7 @@ func (t *table[N]) findString(name string) *item[N] {
 		if it == nil {
 			return nil
 		}
-		if sl.hash.Load() == h && it.name == name {
+		if sl.hash.Load() == h && it.isString(name) {
 			return it
 		}
 		i = (i + 1) & mask
@@ -137,7 +194,7 @@ func (t *table[N]) findString(name string) *item[N] {
 // now holds it: t itself, or a bigger (or tombstone-free) copy that the
 // caller must publish. Writer only.
 func (t *table[N]) insert(it *item[N], tomb *item[N]) *table[N] {
-	h := maphash.String(seed, it.name)
+	h := it.hash()
 	mask := len(t.slots) - 1
 	i := t.start(h)
 	for range t.slots {
@@ -207,7 +264,7 @@ func (t *table[N]) rebuild(size int, tomb *item[N]) *table[N] {
 // when no child is left. Writer only.
 func (t *table[N]) remove(it *item[N], tomb *item[N]) *table[N] {
 	mask := len(t.slots) - 1
-	i := t.start(maphash.String(seed, it.name))
+	i := t.start(it.hash())
 	for range t.slots {
 		sl := &t.slots[i]
 		p := sl.p.Load()

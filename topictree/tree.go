@@ -77,7 +77,7 @@ func (s *subs) appendTo(dst []Match) []Match {
 
 // New returns an empty Tree.
 func New() *Tree {
-	return &Tree{tomb: &item[node]{name: "/"}}
+	return &Tree{tomb: newTomb[node]()}
 }
 
 // Filters reports how many distinct filters have a positive count on some
@@ -173,7 +173,7 @@ func (t *Tree) Add(filter string, shard int) {
 		var c *item[node]
 		if level == "+" {
 			if c = n.plus.Load(); c == nil {
-				c = &item[node]{name: "+"}
+				c = newItem[node]("+")
 				n.plus.Store(c)
 			}
 		} else {
@@ -182,10 +182,14 @@ func (t *Tree) Add(filter string, shard int) {
 				c = kids.findString(level)
 			}
 			if c == nil {
-				if stable == "" {
-					stable = strings.Clone(filter)
+				name := level
+				if len(name) > shortName {
+					if stable == "" {
+						stable = strings.Clone(filter)
+					}
+					name = stable[start:end]
 				}
-				c = &item[node]{name: stable[start:end]}
+				c = newItem[node](name)
 				if kids == nil {
 					kids = newTable[node](2)
 				}
