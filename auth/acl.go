@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"iotd/wire"
@@ -68,10 +69,15 @@ type ACL struct {
 // filter. Any other line is an error: a *ParseError with the file, line
 // and reason.
 func LoadACL(path string) (*ACL, error) {
+	return openAndParse(path, parseACL)
+}
+
+// parseACL parses an ACL file's content; path is used in errors.
+func parseACL(path string, r io.Reader) (*ACL, error) {
 	a := &ACL{users: make(map[string][]rule)}
 	var user string
 	inUser := false
-	err := readLines(path, func(n int, line string) *ParseError {
+	err := scanLines(path, r, func(n int, line string) *ParseError {
 		t := strings.Trim(line, blanks)
 		if t == "" || t[0] == '#' {
 			return nil

@@ -12,16 +12,18 @@ import (
 // or topic filter is at most 65535 bytes, so a valid line is always shorter.
 const maxLineLength = 1 << 18
 
-// readLines reads the whole file and calls fn for each line with its
-// 1-based number and its text without the line ending ("\n" or "\r\n").
-// fn returns a *ParseError to stop.
-func readLines(path string, fn func(n int, line string) *ParseError) error {
+// openAndParse opens path and hands it to parse, which names errors after
+// path. parse calls scanLines, which calls its fn for each line with the
+// 1-based line number and the text without the line ending ("\n" or
+// "\r\n"); fn returns a *ParseError to stop.
+func openAndParse[T any](path string, parse func(string, io.Reader) (T, error)) (T, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fileErr(path, err)
+		var zero T
+		return zero, fileErr(path, err)
 	}
 	defer f.Close()
-	return scanLines(path, f, fn)
+	return parse(path, f)
 }
 
 func scanLines(path string, r io.Reader, fn func(n int, line string) *ParseError) error {

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -100,9 +101,14 @@ type Passwords struct {
 // naming the file, line and reason: a broker should not start, or reload,
 // with some users silently missing.
 func LoadPasswordFile(path string) (*Passwords, error) {
+	return openAndParse(path, parsePasswords)
+}
+
+// parsePasswords parses a password file's content; path is used in errors.
+func parsePasswords(path string, r io.Reader) (*Passwords, error) {
 	p := &Passwords{users: make(map[string]*credential)}
 	firstLine := make(map[string]int)
-	err := readLines(path, func(n int, line string) *ParseError {
+	err := scanLines(path, r, func(n int, line string) *ParseError {
 		user, hash, skip, reason := splitPasswordLine(line)
 		if skip {
 			return nil
