@@ -364,8 +364,8 @@ func TestSessionMessageReachesEveryMatchingSession(t *testing.T) {
 
 // --- end to end with paho.mqtt.golang ---
 
-// pahoClient connects a paho client with the given session settings.
-func pahoClient(t *testing.T, b *testBroker, id string, clean bool, onMsg mqtt.MessageHandler, autoAck bool) mqtt.Client {
+// pahoSessionClient connects a paho client with the given session settings.
+func pahoSessionClient(t *testing.T, b *testBroker, id string, clean bool, onMsg mqtt.MessageHandler, autoAck bool) mqtt.Client {
 	t.Helper()
 	opts := mqtt.NewClientOptions().
 		AddBroker("tcp://" + b.addr).
@@ -452,9 +452,9 @@ func TestPahoPersistentSessionQoS12(t *testing.T) {
 	b := runBroker(t, Config{})
 	subID := b.idOnShard("paho-sub", 1)
 	in := newPahoInbox()
-	sub := pahoClient(t, b, subID, false, in.handle, true)
+	sub := pahoSessionClient(t, b, subID, false, in.handle, true)
 	pahoWait(t, sub.SubscribeMultiple(map[string]byte{"paho/q1": 1, "paho/q2": 2, "paho/q0": 0}, nil))
-	pub := pahoClient(t, b, b.idOnShard("paho-pub", 2), true, nil, true)
+	pub := pahoSessionClient(t, b, b.idOnShard("paho-pub", 2), true, nil, true)
 
 	// Online.
 	for i := range 10 {
@@ -486,7 +486,7 @@ func TestPahoPersistentSessionQoS12(t *testing.T) {
 	require.Equal(t, "marker", string(probe.expectPublish().Payload))
 
 	in2 := newPahoInbox()
-	sub2 := pahoClient(t, b, subID, false, in2.handle, true)
+	sub2 := pahoSessionClient(t, b, subID, false, in2.handle, true)
 	got = in2.wait(t, 101)
 	n1, n2 := 0, 0
 	for _, m := range got {
@@ -522,9 +522,9 @@ func TestPahoRedeliversUnacknowledged(t *testing.T) {
 	b := runBroker(t, Config{})
 	subID := b.idOnShard("paho-unacked", 3)
 	in := newPahoInbox()
-	sub := pahoClient(t, b, subID, false, in.handle, false)
+	sub := pahoSessionClient(t, b, subID, false, in.handle, false)
 	pahoWait(t, sub.Subscribe("unacked/#", 2, nil))
-	pub := pahoClient(t, b, b.idOnShard("paho-pub", 0), true, nil, true)
+	pub := pahoSessionClient(t, b, b.idOnShard("paho-pub", 0), true, nil, true)
 	pahoWait(t, pub.Publish("unacked/1", 1, false, "one"))
 	pahoWait(t, pub.Publish("unacked/2", 2, false, "two"))
 	got := in.wait(t, 2)
@@ -532,7 +532,7 @@ func TestPahoRedeliversUnacknowledged(t *testing.T) {
 	pahoDisconnect(t, b, sub) // never acknowledged [MQTT-4.5.0-2]
 
 	in2 := newPahoInbox()
-	sub2 := pahoClient(t, b, subID, false, in2.handle, false)
+	sub2 := pahoSessionClient(t, b, subID, false, in2.handle, false)
 	got = in2.wait(t, 2)
 	require.Equal(t, "one", string(got[0].Payload()))
 	require.True(t, got[0].Duplicate()) // [MQTT-3.3.1-1] [MQTT-4.4.0-1]
@@ -545,7 +545,7 @@ func TestPahoRedeliversUnacknowledged(t *testing.T) {
 
 	// Acknowledged this time: nothing more on the next resume.
 	in3 := newPahoInbox()
-	sub3 := pahoClient(t, b, subID, false, in3.handle, true)
+	sub3 := pahoSessionClient(t, b, subID, false, in3.handle, true)
 	time.Sleep(300 * time.Millisecond)
 	in3.mu.Lock()
 	require.Empty(t, in3.msgs)
