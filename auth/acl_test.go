@@ -88,11 +88,11 @@ func TestACLRules(t *testing.T) {
 		{"anon1", "", true, R, "public/secret", false, "anonymous deny beats public/#"},
 		{"anon1", "", true, R, "home/alice/x", false, "user rules do not apply to anonymous"},
 		{"anon1", "alice", true, R, "home/alice/x", false, "anonymous ignores the user name"},
-		{"anon1", "", true, R, "$SYS/broker/uptime", false, "no $SYS rule for anonymous"},
+		{"anon1", "", true, R, "$SYS/broker/uptime", false, "no $SYS rule for anonymous; public/# cannot reach it [MQTT-4.7.2-1]"},
 		{"anon1", "", true, R, "users//inbox", false, "%u patterns skip anonymous clients"},
 		// Patterns apply to anonymous clients too.
 		{"anon1", "", true, W, "devices/anon1/status", true, "pattern devices/%c/#"},
-		{"anon1", "", true, R, "devices/anon1", true, "devices/%c/# matches the parent level"},
+		{"anon1", "", true, R, "devices/anon1", true, "devices/%c/# matches the parent level [MQTT-4.7.1-2]"},
 		{"anon1", "", true, W, "devices/anon1/firmware", false, "deny pattern"},
 		{"anon1", "", true, R, "broadcast/all", true, "pattern without substitution"},
 
@@ -147,10 +147,10 @@ func TestACLRules(t *testing.T) {
 		{"", "alice", false, R, "home/alice/x", true, "user rules still apply"},
 
 		// Invalid requests.
-		{"c1", "alice", false, W, "home/alice/+", false, "write to a wildcard"},
+		{"c1", "alice", false, W, "home/alice/+", false, "write to a wildcard: a topic name has none [MQTT-3.3.2-2], [MQTT-4.7.1-1]"},
 		{"c1", "alice", false, R, "", false, "empty topic"},
-		{"c1", "alice", false, R, "home/alice/#/x", false, "invalid filter"},
-		{"c1", "alice", false, R, "home/alice/\xff", false, "invalid UTF-8"},
+		{"c1", "alice", false, R, "home/alice/#/x", false, "invalid filter: '#' must be last [MQTT-4.7.1-2]"},
+		{"c1", "alice", false, R, "home/alice/\xff", false, "invalid UTF-8 [MQTT-1.5.3-1]"},
 		{"c1", "alice", false, Read | Write, "home/alice/x", false, "combined access is not a request"},
 		{"c1", "alice", false, 0, "home/alice/x", false, "no access"},
 	})
@@ -240,7 +240,7 @@ func TestACLSubscriptionFilters(t *testing.T) {
 	b := mustLoadACL(t, "topic read #\nuser admin\ntopic read #\ntopic read $SYS/#\n")
 	runACLCases(t, b, []aclCase{
 		{"c", "", true, R, "#", true, ""},
-		{"c", "", true, R, "$SYS/broker/uptime", false, "# does not match $SYS topics"},
+		{"c", "", true, R, "$SYS/broker/uptime", false, "# does not match $SYS topics [MQTT-4.7.2-1]"},
 		{"c", "", true, R, "$SYS/#", false, "# does not cover $SYS/#"},
 		{"c", "admin", false, R, "$SYS/#", true, ""},
 		{"c", "admin", false, R, "$SYS/broker/uptime", true, ""},
