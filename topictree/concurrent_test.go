@@ -64,9 +64,20 @@ func TestConcurrentMatch(t *testing.T) {
 			for round := 0; !stop.Load(); round++ {
 				for i := range churn {
 					tr.Add(churned(w, i), w+1)
+					if i%5 == 0 {
+						// Counts that change in place, under readers:
+						// a second subscription on a churned filter,
+						// and one more and one less on a permanent one.
+						tr.Add(churned(w, i), w+1)
+						tr.Add(permanent[i%len(permanent)], 0)
+					}
 				}
 				for i := range churn {
 					tr.Remove(churned(w, i), w+1)
+					if i%5 == 0 {
+						tr.Remove(churned(w, i), w+1)
+						tr.Remove(permanent[i%len(permanent)], 0)
+					}
 				}
 			}
 		})
@@ -155,6 +166,11 @@ func TestConcurrentRetained(t *testing.T) {
 						tp = fmt.Sprintf("big/keep/%d-%d", w, i)
 					}
 					r.Set(tp, "c:"+tp)
+					if i%100 == 0 {
+						// Replace a permanent value with an equal one.
+						p := permanent[i/100%len(permanent)]
+						r.Set(p, "p:"+p)
+					}
 				}
 				for i := range 2000 {
 					tp := fmt.Sprintf("big/%d/%d", w, i)
