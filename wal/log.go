@@ -299,8 +299,9 @@ func (l *Log) Sync() error {
 func (l *Log) FirstIndex() uint64 { return l.first }
 
 // LastIndex returns the index of the last committed record; 0 for a log that
-// never had one. Indexes start at 1 and never go back, even when
-// TruncateFront removes every record.
+// never had one. Indexes start at 1 and, while the log is open, never go
+// back, even when TruncateFront removes every record. (Open's tail repair can
+// lower it, by dropping torn records that no Commit ever returned nil for.)
 func (l *Log) LastIndex() uint64 { return l.last }
 
 // Size returns the bytes on disk across the segment files, for compaction
