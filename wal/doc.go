@@ -73,9 +73,10 @@
 //     proceed by hand (restore a backup, or truncate -s the file there).
 //   - Otherwise the bad entry and everything after it are the remains of the
 //     last write. The dropped bytes are saved to <segment>.<offset>.broken
-//     unless they are all zeros; the file is truncated to the last good
-//     record and fsynced; the action is logged at Warn with file, offset,
-//     dropped bytes and reason; Repair reports it.
+//     unless they are all zeros (nothing reads these files again; the
+//     operator deletes them); the file is truncated to the last good record
+//     and fsynced; the action is logged at Warn with file, offset, dropped
+//     bytes and reason; Repair reports it.
 //
 // If the tail segment then holds no record, the previous segment is checked
 // the same way. If it holds fewer records than its index range (the damage

@@ -263,8 +263,8 @@ func findRecordAfter(data []byte, bad int) int {
 // Repair says what Open did to the log's tail.
 type Repair struct {
 	Truncated    bool   // records or bytes at the tail were dropped
-	File         string // the segment the log now ends in, where it was cut
-	Offset       int64  // the byte offset it was cut at (its new size)
+	File         string // the segment file cut; if the cut reached back, the earliest one
+	Offset       int64  // the byte offset File was cut at (its new size)
 	DroppedBytes int64  // bytes removed, over every file touched
 }
 
