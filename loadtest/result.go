@@ -70,7 +70,7 @@ func (res *Result) WriteSummary(w io.Writer) error {
 	} else {
 		line("qos", "%d", res.QoS)
 		line("payload", "%d bytes", res.PayloadBytes)
-		line("clients", "%d publishers, %d subscribers, %d connections", res.Publishers, res.Subscribers, res.Connections)
+		line("clients", "%s, %s, %s", plural(res.Publishers, "publisher"), plural(res.Subscribers, "subscriber"), plural(res.Connections, "connection"))
 		line("sent", "%d", res.Sent)
 		line("received", "%d of %d expected deliveries", res.Received, res.Expected)
 		line("msg/s", "%.0f deliveries/s over %.2fs", res.MsgsPerSec, res.ElapsedSec)
@@ -99,6 +99,13 @@ func (res *Result) WriteSummary(w io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
