@@ -133,43 +133,42 @@ func TestSpecConnectMalformedClosesWithoutConnack(t *testing.T) {
 	cases := []struct {
 		name string
 		raw  []byte
-		id   string // the statement the case exercises
 	}{
-		{"reserved_flag", wiretest.Raw("connect_reserved_flag"), "MQTT-3.1.2-3"},
-		{"header_flags", wiretest.Raw("connect_header_flags"), "MQTT-2.2.2-2"},
-		{"will_fields_missing", wiretest.Raw("connect_will_fields_missing"), "MQTT-3.1.2-9"},
-		{"will_message_missing", wiretest.Raw("connect_will_message_missing"), "MQTT-3.1.2-9"},
-		{"will_qos1_without_will", enc(wire.Connect{ClientID: "c", CleanSession: true, WillQoS: 1}), "MQTT-3.1.2-11"},
-		{"will_retain_without_will_fields", enc(wire.Connect{ClientID: "c", CleanSession: true, WillRetain: true}), "MQTT-3.1.2-11"},
-		{"will_fields_without_will_flag", trailing(enc(wire.Connect{ClientID: "c", CleanSession: true}), 0, 1, 't', 0, 0), "MQTT-3.1.2-11"},
-		{"will_qos2_without_will", enc(wire.Connect{ClientID: "c", CleanSession: true, WillQoS: 2}), "MQTT-3.1.2-13"},
-		{"will_qos3", wiretest.Raw("connect_will_qos3"), "MQTT-3.1.2-14"},
-		{"will_retain_without_will", wiretest.Raw("connect_will_retain_without_will"), "MQTT-3.1.2-15"},
-		{"user_without_flag", wiretest.Raw("connect_user_without_flag"), "MQTT-3.1.2-18"},
-		{"user_missing", wiretest.Raw("connect_user_missing"), "MQTT-3.1.2-19"},
-		{"password_without_flag", wiretest.Raw("connect_password_without_flag"), "MQTT-3.1.2-20"},
-		{"password_missing", wiretest.Raw("connect_password_missing"), "MQTT-3.1.2-21"},
-		{"password_without_user", wiretest.Raw("connect_password_without_user"), "MQTT-3.1.2-22"},
-		{"password_without_user_complete", enc(wire.Connect{ClientID: "c", CleanSession: true, PasswordFlag: true, Password: []byte("pw")}), "MQTT-3.1.2-22"},
-		{"client_id_overrun", wiretest.Raw("connect_client_id_overrun"), "MQTT-3.1.3-1"},
-		{"will_topic_overrun", willTopicOverrun, "MQTT-3.1.3-1"},
-		{"no_client_id", wiretest.Raw("connect_no_client_id"), "MQTT-3.1.3-3"},
-		{"client_id_ff", wiretest.Raw("connect_client_id_ff"), "MQTT-3.1.3-4"},
-		{"client_id_surrogate", wiretest.Raw("connect_client_id_surrogate"), "MQTT-1.5.3-1"},
-		{"client_id_overlong_nul", enc(wire.Connect{ClientID: "a\xc0\x80", CleanSession: true}), "MQTT-1.5.3-1"},
-		{"client_id_null", wiretest.Raw("connect_client_id_null"), "MQTT-1.5.3-2"},
-		{"will_topic_utf8", wiretest.Raw("connect_will_topic_utf8"), "MQTT-3.1.3-10"},
-		{"will_topic_surrogate", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: "w/\xed\xa0\x80"}), "MQTT-3.1.3-10"},
-		{"will_topic_null", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: "w/\x00"}), "MQTT-1.5.3-2"},
-		{"will_topic_hash", wiretest.Raw("connect_will_topic_wildcard"), "MQTT-4.7.1-1"},
-		{"will_topic_plus", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: "w/+"}), "MQTT-4.7.1-1"},
-		{"will_topic_empty", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: ""}), "MQTT-4.7.3-1"},
-		{"user_utf8", wiretest.Raw("connect_user_utf8"), "MQTT-3.1.3-11"},
-		{"user_null", enc(wire.Connect{ClientID: "c", CleanSession: true, UsernameFlag: true, Username: "u\x00"}), "MQTT-1.5.3-2"},
-		{"empty_id_persistent_trailing", wiretest.Raw("connect_empty_id_persistent_trailing"), "MQTT-3.1.4-1"},
-		{"protocol_name", wiretest.Raw("connect_protocol_name"), "MQTT-3.1.2-1"},
-		{"truncated_name", wiretest.Raw("connect_truncated_name"), "MQTT-3.1.4-1"},
-		{"no_keep_alive", wiretest.Raw("connect_no_keep_alive"), "MQTT-3.1.4-1"},
+		{"reserved_flag", wiretest.Raw("connect_reserved_flag")},                                                                             // [MQTT-3.1.2-3]
+		{"header_flags", wiretest.Raw("connect_header_flags")},                                                                               // [MQTT-2.2.2-2]
+		{"will_fields_missing", wiretest.Raw("connect_will_fields_missing")},                                                                 // [MQTT-3.1.2-9]
+		{"will_message_missing", wiretest.Raw("connect_will_message_missing")},                                                               // [MQTT-3.1.2-9]
+		{"will_qos1_without_will", enc(wire.Connect{ClientID: "c", CleanSession: true, WillQoS: 1})},                                         // [MQTT-3.1.2-11]
+		{"will_retain_without_will_fields", enc(wire.Connect{ClientID: "c", CleanSession: true, WillRetain: true})},                          // [MQTT-3.1.2-11]
+		{"will_fields_without_will_flag", trailing(enc(wire.Connect{ClientID: "c", CleanSession: true}), 0, 1, 't', 0, 0)},                   // [MQTT-3.1.2-11]
+		{"will_qos2_without_will", enc(wire.Connect{ClientID: "c", CleanSession: true, WillQoS: 2})},                                         // [MQTT-3.1.2-13]
+		{"will_qos3", wiretest.Raw("connect_will_qos3")},                                                                                     // [MQTT-3.1.2-14]
+		{"will_retain_without_will", wiretest.Raw("connect_will_retain_without_will")},                                                       // [MQTT-3.1.2-15]
+		{"user_without_flag", wiretest.Raw("connect_user_without_flag")},                                                                     // [MQTT-3.1.2-18]
+		{"user_missing", wiretest.Raw("connect_user_missing")},                                                                               // [MQTT-3.1.2-19]
+		{"password_without_flag", wiretest.Raw("connect_password_without_flag")},                                                             // [MQTT-3.1.2-20]
+		{"password_missing", wiretest.Raw("connect_password_missing")},                                                                       // [MQTT-3.1.2-21]
+		{"password_without_user", wiretest.Raw("connect_password_without_user")},                                                             // [MQTT-3.1.2-22]
+		{"password_without_user_complete", enc(wire.Connect{ClientID: "c", CleanSession: true, PasswordFlag: true, Password: []byte("pw")})}, // [MQTT-3.1.2-22]
+		{"client_id_overrun", wiretest.Raw("connect_client_id_overrun")},                                                                     // [MQTT-3.1.3-1]
+		{"will_topic_overrun", willTopicOverrun},                                                                                             // [MQTT-3.1.3-1]
+		{"no_client_id", wiretest.Raw("connect_no_client_id")},                                                                               // [MQTT-3.1.3-3]
+		{"client_id_ff", wiretest.Raw("connect_client_id_ff")},                                                                               // [MQTT-3.1.3-4]
+		{"client_id_surrogate", wiretest.Raw("connect_client_id_surrogate")},                                                                 // [MQTT-1.5.3-1]
+		{"client_id_overlong_nul", enc(wire.Connect{ClientID: "a\xc0\x80", CleanSession: true})},                                             // [MQTT-1.5.3-1]
+		{"client_id_null", wiretest.Raw("connect_client_id_null")},                                                                           // [MQTT-1.5.3-2]
+		{"will_topic_utf8", wiretest.Raw("connect_will_topic_utf8")},                                                                         // [MQTT-3.1.3-10]
+		{"will_topic_surrogate", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: "w/\xed\xa0\x80"})},          // [MQTT-3.1.3-10]
+		{"will_topic_null", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: "w/\x00"})},                       // [MQTT-1.5.3-2]
+		{"will_topic_hash", wiretest.Raw("connect_will_topic_wildcard")},                                                                     // [MQTT-4.7.1-1]
+		{"will_topic_plus", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: "w/+"})},                          // [MQTT-4.7.1-1]
+		{"will_topic_empty", enc(wire.Connect{ClientID: "c", CleanSession: true, WillFlag: true, WillTopic: ""})},                            // [MQTT-4.7.3-1]
+		{"user_utf8", wiretest.Raw("connect_user_utf8")},                                                                                     // [MQTT-3.1.3-11]
+		{"user_null", enc(wire.Connect{ClientID: "c", CleanSession: true, UsernameFlag: true, Username: "u\x00"})},                           // [MQTT-1.5.3-2]
+		{"empty_id_persistent_trailing", wiretest.Raw("connect_empty_id_persistent_trailing")},                                               // [MQTT-3.1.4-1]
+		{"protocol_name", wiretest.Raw("connect_protocol_name")},                                                                             // [MQTT-3.1.2-1]
+		{"truncated_name", wiretest.Raw("connect_truncated_name")},                                                                           // [MQTT-3.1.4-1]
+		{"no_keep_alive", wiretest.Raw("connect_no_keep_alive")},                                                                             // [MQTT-3.1.4-1]
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
