@@ -35,7 +35,7 @@ func pahoClient(t *testing.T, b *testBroker, id string, clean bool, configure fu
 	c := mqtt.NewClient(o)
 	tok := c.Connect()
 	require.True(t, tok.WaitTimeout(5*time.Second), "paho connect timed out")
-	require.NoError(t, tok.Error()) // [MQTT-7.0.0-2]
+	require.NoError(t, tok.Error()) // [MQTT-7.0.0-2] [MQTT-7.1.1-1] a stock client over TCP
 	t.Cleanup(func() { c.Disconnect(50) })
 	return c, tok.(*mqtt.ConnectToken).SessionPresent()
 }
