@@ -7,11 +7,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"iotd/wire"
 )
 
-// oracleMatch is the brute-force reference for MQTT 3.1.1 section 4.7:
-// split both on '/', compare level by level.
-func oracleMatch(filter, topic string) bool {
+// oracleMatch is the reference the tests hold Tree and Retained to: the wire
+// package's matcher, so that the broker matches one way everywhere.
+func oracleMatch(filter, topic string) bool { return wire.MatchTopic(filter, topic) }
+
+// splitMatch is an independent brute-force reading of MQTT 3.1.1 section
+// 4.7: split both on '/', compare level by level. TestOraclesAgree holds
+// wire.MatchTopic to it.
+func splitMatch(filter, topic string) bool {
 	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
 		return false
 	}
@@ -99,12 +106,32 @@ var ruleCases = []ruleCase{
 	{"a b", "a  b", false, "MQTT-4.7.3-4"},
 }
 
-// TestRuleCasesOracle keeps the oracle honest against the spec rows, so the
-// randomized tests compare against something that is itself checked.
+// TestRuleCasesOracle keeps both oracles honest against the spec rows, so
+// the randomized tests compare against something that is itself checked.
 func TestRuleCasesOracle(t *testing.T) {
 	for _, c := range ruleCases {
+		if err := wire.ValidTopicFilter(c.filter); err != nil {
+			t.Errorf("[%s] row filter %q is invalid: %v", c.rule, c.filter, err)
+		}
+		if err := wire.ValidTopicName(c.topic); err != nil {
+			t.Errorf("[%s] row topic %q is invalid: %v", c.rule, c.topic, err)
+		}
 		if got := oracleMatch(c.filter, c.topic); got != c.want {
-			t.Errorf("[%s] oracle(%q, %q) = %v, want %v", c.rule, c.filter, c.topic, got, c.want)
+			t.Errorf("[%s] wire.MatchTopic(%q, %q) = %v, want %v", c.rule, c.filter, c.topic, got, c.want)
+		}
+		if got := splitMatch(c.filter, c.topic); got != c.want {
+			t.Errorf("[%s] splitMatch(%q, %q) = %v, want %v", c.rule, c.filter, c.topic, got, c.want)
+		}
+	}
+}
+
+// TestOraclesAgree compares the two oracles on random valid pairs.
+func TestOraclesAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20000 {
+		f, tp := randFilter(rng), randTopic(rng)
+		if a, b := oracleMatch(f, tp), splitMatch(f, tp); a != b {
+			t.Fatalf("filter %q topic %q: wire.MatchTopic %v, splitMatch %v", f, tp, a, b)
 		}
 	}
 }
@@ -207,19 +234,31 @@ func randLevels(rng *rand.Rand, alphabet []string, count int) []string {
 // past it, one of them starting with '$'.
 var topicAlphabet = []string{"a", "b", "", "$", "$S", "a$", "fifteen-bytes-x", "sixteen-bytes-xy", "$seventeen-bytes-"}
 
+// randTopic returns a valid topic name (the broker matches no other).
 func randTopic(rng *rand.Rand) string {
-	return strings.Join(randLevels(rng, topicAlphabet, 1+rng.IntN(4)), "/")
+	for {
+		tp := strings.Join(randLevels(rng, topicAlphabet, 1+rng.IntN(4)), "/")
+		if wire.ValidTopicName(tp) == nil {
+			return tp
+		}
+	}
 }
 
+// randFilter returns a valid topic filter, often with '+' and '#'.
 func randFilter(rng *rand.Rand) string {
-	l := randLevels(rng, append(topicAlphabet, "+", "+"), 1+rng.IntN(4))
-	if rng.IntN(3) == 0 {
-		if rng.IntN(4) == 0 {
-			l = l[:0]
+	for {
+		l := randLevels(rng, append(topicAlphabet, "+", "+"), 1+rng.IntN(4))
+		if rng.IntN(3) == 0 {
+			if rng.IntN(4) == 0 {
+				l = l[:0]
+			}
+			l = append(l, "#")
 		}
-		l = append(l, "#")
+		f := strings.Join(l, "/")
+		if wire.ValidTopicFilter(f) == nil {
+			return f
+		}
 	}
-	return strings.Join(l, "/")
 }
 
 type subKey struct {

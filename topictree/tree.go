@@ -155,9 +155,9 @@ func (t *Tree) Add(filter string, shard int) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	// stable is filter copied once, lazily: node names and the filter
-	// published in subs are substrings of it, so the tree never pins memory
-	// the caller's string may share.
+	// stable is filter copied once, lazily: long level names and the
+	// filter published in subs are substrings of it, so the tree never pins
+	// memory that the caller's string may share.
 	var stable string
 	n := &t.root
 	for start := 0; ; {
@@ -214,7 +214,9 @@ func (t *Tree) inc(p *atomic.Pointer[subs], filter string, stable *string, shard
 		if *stable == "" {
 			*stable = strings.Clone(filter)
 		}
-		p.Store(newSubs(*stable, []shardCount{{shard, 1}}))
+		s := &subs{filter: *stable, one: [1]shardCount{{shard, 1}}}
+		s.list = s.one[:]
+		p.Store(s)
 		t.filters.Add(1)
 		return
 	}

@@ -3,6 +3,7 @@ package topictree
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 )
 
 func matchSet(tr *Tree, topic string) map[Match]int {
@@ -219,4 +220,12 @@ func TestAddShardRange(t *testing.T) {
 		}
 	}()
 	New().Add("a", -1)
+}
+
+// TestItemSize pins the layout the lookup cost rests on: a tree child, its
+// name included, fills exactly one 64-byte cache line.
+func TestItemSize(t *testing.T) {
+	if size := unsafe.Sizeof(item[node]{}); size != 64 {
+		t.Fatalf("item[node] is %d bytes, want 64", size)
+	}
 }
