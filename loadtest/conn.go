@@ -27,9 +27,9 @@ const ackFlushBytes = 16 << 10
 //
 // Ownership: the reader goroutine (readLoop) owns the read side and rd.
 // Writes go through bw under wmu: the publisher goroutine appends PUBLISH
-// packets, the reader appends acknowledgements, and whoever is about to
-// wait (the publisher before blocking, the reader before reading an empty
-// buffer) flushes, so many packets share one write call.
+// packets, the reader acknowledgements, and whoever is about to wait (the
+// publisher before blocking, the reader before blocking in Read) flushes,
+// so many packets share one write call.
 type conn struct {
 	run *runner
 	id  string
@@ -48,6 +48,10 @@ type conn struct {
 	// message on it is signalled on barrier instead of being accounted.
 	barrierTopic []byte
 	barrier      chan struct{}
+
+	// acks are acknowledgements the reader owes the broker; they go out
+	// before the reader blocks for more input (see Read).
+	acks []byte
 
 	ctrl    chan wire.Packet // SUBACK, UNSUBACK for the goroutine that asked
 	pongs   atomic.Int64
@@ -81,11 +85,11 @@ func (r *runner) dial(ctx context.Context, id string, clean bool, bufSize int) (
 		run:  r,
 		id:   id,
 		nc:   nc,
-		rd:   wire.NewReader(nc, 0),
 		bw:   bufio.NewWriterSize(nc, bufSize),
 		ctrl: make(chan wire.Packet, 4),
 		done: make(chan struct{}),
 	}
+	c.rd = wire.NewReader(c, 0)
 	cp := &wire.Connect{
 		ProtocolName:  "MQTT",
 		ProtocolLevel: 4,
@@ -167,17 +171,13 @@ func (c *conn) readLoop() {
 	defer close(c.done)
 	defer r.open.Add(-1)
 	defer c.rd.Release()
-	var (
-		p    wire.Publish
-		acks []byte
-	)
+	var p wire.Publish
 	for {
-		if len(acks) > 0 && (c.rd.Buffered() == 0 || len(acks) >= ackFlushBytes) {
-			if err := c.write(acks, true); err != nil {
+		if len(c.acks) >= ackFlushBytes {
+			if err := c.writeAcks(); err != nil {
 				c.lost(err)
 				return
 			}
-			acks = acks[:0]
 		}
 		fh, body, err := c.rd.ReadPacket()
 		if err != nil {
@@ -198,14 +198,14 @@ func (c *conn) readLoop() {
 			} else if c.sub == nil {
 				r.errorf("client %s: got a PUBLISH on %q without subscribing", c.id, p.Topic)
 			} else if !c.sub.onPublish(c, &p) {
-				acks = appendAck(acks, wire.PUBREC, p.PacketID) // QoS 2 repeat
+				c.acks = appendAck(c.acks, wire.PUBREC, p.PacketID) // QoS 2 repeat
 				continue
 			}
 			switch p.QoS {
 			case 1:
-				acks = appendAck(acks, wire.PUBACK, p.PacketID)
+				c.acks = appendAck(c.acks, wire.PUBACK, p.PacketID)
 			case 2:
-				acks = appendAck(acks, wire.PUBREC, p.PacketID)
+				c.acks = appendAck(c.acks, wire.PUBREC, p.PacketID)
 			}
 		case wire.PUBACK, wire.PUBREC, wire.PUBREL, wire.PUBCOMP:
 			if len(body) != 2 {
@@ -218,13 +218,13 @@ func (c *conn) readLoop() {
 				if c.sub != nil {
 					c.sub.release(id)
 				}
-				acks = appendAck(acks, wire.PUBCOMP, id) // [MQTT-4.3.3-2]
+				c.acks = appendAck(c.acks, wire.PUBCOMP, id) // [MQTT-4.3.3-2]
 			case wire.PUBREC:
 				if c.pub == nil || !c.pub.onPubrec(id) {
 					r.errorf("client %s: PUBREC for packet id %d, which is not awaiting one", c.id, id)
 					continue
 				}
-				acks = appendAck(acks, wire.PUBREL, id)
+				c.acks = appendAck(c.acks, wire.PUBREL, id)
 			default:
 				if c.pub == nil || !c.pub.onAck(fh.Type, id) {
 					r.errorf("client %s: %s for packet id %d, which is not awaiting one", c.id, fh.Type, id)
@@ -248,6 +248,30 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// Read is what the wire.Reader reads from; it calls it only when no
+// complete packet is buffered, that is when the reader is about to wait
+// for the broker. So that is when the acknowledgements owed go out: all
+// of a batch's acks in one write, and never held back while the broker
+// waits for them. (Flushing when the Reader's buffer is empty is not the
+// same: under a steady stream it almost always holds part of the next
+// packet, and acks would pile up until the broker's in-flight and queue
+// limits drop messages.) Called only from the reader goroutine, or from
+// dial before it starts.
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.acks) > 0 {
+		if err := c.writeAcks(); err != nil {
+			return 0, err
+		}
+	}
+	return c.nc.Read(b)
+}
+
+func (c *conn) writeAcks() error {
+	err := c.write(c.acks, true)
+	c.acks = c.acks[:0]
+	return err
 }
 
 func appendAck(b []byte, t wire.Type, id uint16) []byte {
