@@ -6,6 +6,7 @@ package shard
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -343,4 +344,42 @@ func TestSpecWillSysTopic(t *testing.T) {
 	sys.expectSilence(300 * time.Millisecond)
 	late := b.subscriber(t, "late", "$SYS/#", 1)
 	late.expectSilence(100 * time.Millisecond)
+}
+
+// Retained messages are matched by the same rules as live ones: the filter
+// table of TestSpecTopicMatching, applied to the retained store.
+func TestSpecRetainedMatching(t *testing.T) {
+	t.Parallel()
+	b := runBroker(t, Config{})
+	pub, _ := b.connect(t, "pub", true)
+	for _, topic := range matchTopics {
+		pub.publish(topic, "r", 0, true, 0)
+	}
+	// "$marker/end" matches none of the filters (a $ topic, and no filter
+	// starts with $marker): subscribed after each filter in the same
+	// SUBSCRIBE, its retained copy arrives after the filter's.
+	const end = "$marker/end"
+	pub.publishAcked(end, "end", true, 1)
+	for i, tc := range matchCases {
+		c, _ := b.connect(t, fmt.Sprintf("rm%d", i), true)
+		c.subscribe(1, wire.Subscription{Filter: tc.filter}, wire.Subscription{Filter: end})
+		var got []string
+		for {
+			p := c.expectPublish()
+			require.True(t, p.Retain) // [MQTT-3.3.1-8]
+			if string(p.Topic) == end {
+				break
+			}
+			got = append(got, string(p.Topic))
+		}
+		want := slices.Clone(tc.want)
+		sort.Strings(want)
+		sort.Strings(got)
+		if len(want) == 0 {
+			want = nil
+		}
+		// [MQTT-3.3.1-6] every matching retained topic, once, and no other:
+		// [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.2-1] [MQTT-4.7.3-4].
+		require.Equal(t, want, got, "filter %q %s", tc.filter, tc.note)
+	}
 }

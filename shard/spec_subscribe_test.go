@@ -200,52 +200,57 @@ func TestSpecTopicMaxLength(t *testing.T) {
 	require.Equal(t, uint16(2), exact.unsubscribe(2, topic).PacketID)
 }
 
+// Topics published by the matching tests.
+var matchTopics = []string{
+	"sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking",
+	"/finance", "finance", "/", "$foo/bar", "$foo", "Sport/tennis", "sport/tennis ", "sport /tennis",
+	"ACCOUNTS", "Accounts", "caf\u00e9", "cafe\u0301", "a//b",
+}
+var matchAll = []string{
+	"sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking",
+	"/finance", "finance", "/", "Sport/tennis", "sport/tennis ", "sport /tennis",
+	"ACCOUNTS", "Accounts", "caf\u00e9", "cafe\u0301", "a//b",
+}
+
+// matchCases: filter -> the topics of matchTopics it matches, in publish order.
+var matchCases = []struct {
+	filter string
+	want   []string
+	note   string
+}{
+	// a/# also matches a
+	{"sport/#", []string{"sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "sport/tennis "}, "[MQTT-4.7.1-2]"},
+	{"sport/tennis/player1/#", []string{"sport/tennis/player1", "sport/tennis/player1/ranking"}, "[MQTT-4.7.1-2]"},
+	{"sport/tennis/+", []string{"sport/tennis/player1"}, "[MQTT-4.7.1-3]"},
+	// a/+ matches a/ but not a
+	{"sport/+", []string{"sport/", "sport/tennis", "sport/tennis "}, "[MQTT-4.7.1-3]"},
+	// not $foo
+	{"+", []string{"sport", "finance", "ACCOUNTS", "Accounts", "caf\u00e9", "cafe\u0301"}, "[MQTT-4.7.1-3] [MQTT-4.7.2-1]"},
+	// not $foo/bar; /finance matches +/+ and /+ but not +
+	{"+/+", []string{"sport/", "sport/tennis", "/finance", "/", "Sport/tennis", "sport/tennis ", "sport /tennis"}, "[MQTT-4.7.1-3] [MQTT-4.7.2-1]"},
+	{"/+", []string{"/finance", "/"}, "[MQTT-4.7.1-3]"},
+	{"+/tennis/#", []string{"sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "Sport/tennis", "sport /tennis"}, "[MQTT-4.7.1-3]"},
+	{"+/+/#", []string{"sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "/finance", "/", "Sport/tennis", "sport/tennis ", "sport /tennis", "a//b"}, "[MQTT-4.7.1-3]"},
+	// + matches an empty level
+	{"a/+/b", []string{"a//b"}, "[MQTT-4.7.1-3]"},
+	// everything but $foo and $foo/bar
+	{"#", matchAll, "[MQTT-4.7.2-1]"},
+	{"+/bar", nil, "[MQTT-4.7.2-1]"},
+	// explicit $ filters match $ topics
+	{"$foo/#", []string{"$foo/bar", "$foo"}, "[MQTT-4.7.2-1]"},
+	{"$foo/+", []string{"$foo/bar"}, "[MQTT-4.7.2-1]"},
+	// exact matching: case, spaces, Unicode normalisation
+	{"Sport/#", []string{"Sport/tennis"}, "[MQTT-4.7.3-4]"},
+	{"sport/tennis", []string{"sport/tennis"}, "[MQTT-4.7.3-4]"},
+	{"Accounts", []string{"Accounts"}, "[MQTT-4.7.3-4]"},
+	{"caf\u00e9", []string{"caf\u00e9"}, "[MQTT-4.7.3-4]"},
+	{"cafe\u0301", []string{"cafe\u0301"}, "[MQTT-4.7.3-4]"},
+}
+
 func TestSpecTopicMatching(t *testing.T) {
 	t.Parallel()
 	b := runBroker(t, Config{})
-	topics := []string{
-		"sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking",
-		"/finance", "finance", "/", "$foo/bar", "$foo", "Sport/tennis", "sport/tennis ", "sport /tennis",
-		"ACCOUNTS", "Accounts", "caf\u00e9", "cafe\u0301", "a//b",
-	}
-	all := []string{
-		"sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking",
-		"/finance", "finance", "/", "Sport/tennis", "sport/tennis ", "sport /tennis",
-		"ACCOUNTS", "Accounts", "caf\u00e9", "cafe\u0301", "a//b",
-	}
-	cases := []struct {
-		filter string
-		want   []string
-		note   string
-	}{
-		// a/# also matches a
-		{"sport/#", []string{"sport", "sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "sport/tennis "}, "[MQTT-4.7.1-2]"},
-		{"sport/tennis/player1/#", []string{"sport/tennis/player1", "sport/tennis/player1/ranking"}, "[MQTT-4.7.1-2]"},
-		{"sport/tennis/+", []string{"sport/tennis/player1"}, "[MQTT-4.7.1-3]"},
-		// a/+ matches a/ but not a
-		{"sport/+", []string{"sport/", "sport/tennis", "sport/tennis "}, "[MQTT-4.7.1-3]"},
-		// not $foo
-		{"+", []string{"sport", "finance", "ACCOUNTS", "Accounts", "caf\u00e9", "cafe\u0301"}, "[MQTT-4.7.1-3] [MQTT-4.7.2-1]"},
-		// not $foo/bar; /finance matches +/+ and /+ but not +
-		{"+/+", []string{"sport/", "sport/tennis", "/finance", "/", "Sport/tennis", "sport/tennis ", "sport /tennis"}, "[MQTT-4.7.1-3] [MQTT-4.7.2-1]"},
-		{"/+", []string{"/finance", "/"}, "[MQTT-4.7.1-3]"},
-		{"+/tennis/#", []string{"sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "Sport/tennis", "sport /tennis"}, "[MQTT-4.7.1-3]"},
-		{"+/+/#", []string{"sport/", "sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "/finance", "/", "Sport/tennis", "sport/tennis ", "sport /tennis", "a//b"}, "[MQTT-4.7.1-3]"},
-		// + matches an empty level
-		{"a/+/b", []string{"a//b"}, "[MQTT-4.7.1-3]"},
-		// everything but $foo and $foo/bar
-		{"#", all, "[MQTT-4.7.2-1]"},
-		{"+/bar", nil, "[MQTT-4.7.2-1]"},
-		// explicit $ filters match $ topics
-		{"$foo/#", []string{"$foo/bar", "$foo"}, "[MQTT-4.7.2-1]"},
-		{"$foo/+", []string{"$foo/bar"}, "[MQTT-4.7.2-1]"},
-		// exact matching: case, spaces, Unicode normalisation
-		{"Sport/#", []string{"Sport/tennis"}, "[MQTT-4.7.3-4]"},
-		{"sport/tennis", []string{"sport/tennis"}, "[MQTT-4.7.3-4]"},
-		{"Accounts", []string{"Accounts"}, "[MQTT-4.7.3-4]"},
-		{"caf\u00e9", []string{"caf\u00e9"}, "[MQTT-4.7.3-4]"},
-		{"cafe\u0301", []string{"cafe\u0301"}, "[MQTT-4.7.3-4]"},
-	}
+	topics, cases := matchTopics, matchCases
 	subs := make([]*rawClient, len(cases))
 	for i, tc := range cases {
 		subs[i] = watcher(t, b, fmt.Sprintf("m%d", i), tc.filter)
