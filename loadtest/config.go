@@ -76,6 +76,11 @@ type Config struct {
 	// subscriber (at least 1), so msg/s measures delivery, not queue
 	// depth. Keep it within the broker's per-session queue limit
 	// (Mosquitto and iotd: 1000) or QoS 1/2 messages are dropped there.
+	// It bounds what subscribers have not received, not acknowledgements
+	// the broker has not yet read: Mosquitto 2.0 reads one packet per
+	// connection per loop, so a subscriber fed by several unpaced
+	// publishers falls behind in its acks, which Mosquitto counts against
+	// the queue limit, and it drops; that shows as loss (use Rate).
 	// Default 1000; negative disables the bound.
 	E2EWindow int
 	// Drain is how long to wait, once publishing has stopped, for the
