@@ -443,10 +443,9 @@ func TestSpecConnackFirstPacket(t *testing.T) {
 func TestSpecConnackRefusals(t *testing.T) {
 	t.Parallel()
 	b := runBroker(t, Config{})
-	// A stored session exists for "known": a refusal still says Session
-	// Present 0.
+	// "known" has a stored session and is connected: a refusal still says
+	// Session Present 0, and a refused CONNECT takes nothing over.
 	k, _ := b.connect(t, "known", false)
-	k.disconnect()
 	for name, cp := range map[string]*wire.Connect{
 		"level 0x01":      {ProtocolName: "MQTT", ProtocolLevel: 5, ClientID: "known"},
 		"empty id 0x02":   {ProtocolName: "MQTT", ProtocolLevel: 4},
@@ -467,6 +466,8 @@ func TestSpecConnackRefusals(t *testing.T) {
 	// reachable trigger: the only internal failure during CONNECT is the
 	// broker shutting down, which closes the connection without a CONNACK
 	// (client.handshake returns false); there is no test for that race.
+	k.ping() // not taken over by the refused CONNECTs
+	k.disconnect()
 	c, ack := b.connect(t, "known", false)
 	require.True(t, ack.SessionPresent) // the refusals did not touch the session
 	c.disconnect()
