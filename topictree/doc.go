@@ -26,7 +26,8 @@
 // the cached hash of the child's name and an atomic pointer to an item: the
 // child's name (inline when it is at most 15 bytes) and the child node itself,
 // by value. Tables of up to 4 slots are searched by comparing names and fill
-// completely; larger ones are probed by hash and stay at most 3/4 full. The
+// completely (a level's first child is allocated together with its table);
+// larger ones are probed by hash and stay at most 3/4 full. The
 // hash is maphash with a per-process seed, so clients cannot choose level
 // names that collide. A node with a million children therefore costs an
 // insert of one slot store; growth copies the (hash, pointer) pairs into a

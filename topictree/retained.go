@@ -62,12 +62,14 @@ func (r *Retained[V]) Set(topic string, v V) {
 				}
 				name = stable[start:end]
 			}
-			c = newItem[rnode[V]](name)
 			if kids == nil {
-				kids = newTable[rnode[V]](2)
-			}
-			if nk := kids.insert(c, r.tomb); nk != n.kids.Load() {
-				n.kids.Store(nk)
+				kids, c = firstChild[rnode[V]](name)
+				n.kids.Store(kids)
+			} else {
+				c = newItem[rnode[V]](name)
+				if nk := kids.insert(c, r.tomb); nk != kids {
+					n.kids.Store(nk)
+				}
 			}
 		}
 		n = &c.node

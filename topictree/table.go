@@ -29,6 +29,11 @@ const (
 
 func newItem[N any](name string) *item[N] {
 	it := &item[N]{}
+	it.setName(name)
+	return it
+}
+
+func (it *item[N]) setName(name string) {
 	if len(name) <= len(it.short) {
 		it.n = uint8(len(name))
 		copy(it.short[:], name)
@@ -36,7 +41,6 @@ func newItem[N any](name string) *item[N] {
 		it.n = longName
 		it.long = name
 	}
-	return it
 }
 
 // is reports whether the item is named name.
@@ -115,6 +119,21 @@ func newTable[N any](size int) *table[N] {
 		t.slots = make([]slot[N], size)
 	}
 	return t
+}
+
+// firstChild returns a new table holding a new child named name, and the
+// child. Both come from one allocation: a level with a single child (the
+// commonest kind, e.g. "temp" below each device) then costs one allocation,
+// and the table and the child sit on adjacent cache lines.
+func firstChild[N any](name string) (*table[N], *item[N]) {
+	x := new(struct {
+		t  table[N]
+		it item[N]
+	})
+	x.it.setName(name)
+	x.t.slots = x.t.inline[:]
+	x.t.place(x.it.hash(), &x.it)
+	return &x.t, &x.it
 }
 
 // limit is how many items plus tombstones a table of size slots may hold.

@@ -189,12 +189,14 @@ func (t *Tree) Add(filter string, shard int) {
 					}
 					name = stable[start:end]
 				}
-				c = newItem[node](name)
 				if kids == nil {
-					kids = newTable[node](2)
-				}
-				if nk := kids.insert(c, t.tomb); nk != n.kids.Load() {
-					n.kids.Store(nk)
+					kids, c = firstChild[node](name)
+					n.kids.Store(kids)
+				} else {
+					c = newItem[node](name)
+					if nk := kids.insert(c, t.tomb); nk != kids {
+						n.kids.Store(nk)
+					}
 				}
 			}
 		}
