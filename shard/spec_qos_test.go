@@ -727,32 +727,6 @@ func TestOrderingPerPublisherTopicAndQoS(t *testing.T) {
 	require.Zero(t, b.Stats().DroppedQoS0)
 }
 
-// Unsubscribing in the middle of a QoS 1/2 flow still lets that delivery
-// complete.
-func TestUnsubscribeCompletesInflightDeliveries(t *testing.T) {
-	b := runBroker(t, Config{})
-	id := b.idOnShard("sub", 1)
-	sub, _ := b.connect(t, id, false)
-	sub.subscribeOK("u/#", 2)
-	pub, _ := b.connect(t, b.idOnShard("pub", 0), true)
-	pub.pubQoS2("u/2", "two", 1)
-	pub.pubQoS1("u/1", "one", 2)
-	p2 := sub.expectPubAt("two", 2, false)
-	p1 := sub.expectPubAt("one", 1, false)
-	sub.send(&wire.Unsubscribe{PacketID: 4, Filters: []string{"u/#"}})
-	sub.expect(wire.UNSUBACK)
-	sub.send(&wire.Pubrec{PacketID: p2.PacketID})
-	require.Equal(t, p2.PacketID, sub.expectPubrel()) // [MQTT-3.10.4-3]
-	sub.send(&wire.Pubcomp{PacketID: p2.PacketID})
-	sub.send(&wire.Puback{PacketID: p1.PacketID}) // [MQTT-3.10.4-3]
-	pub.pubQoS1("u/1", "after", 3)
-	sub.expectSilence(100 * time.Millisecond)
-	// Both completed: nothing left to resend.
-	sub.sendDisconnect()
-	sub, _ = b.connect(t, id, false)
-	sub.expectSilence(200 * time.Millisecond) // [MQTT-3.10.4-3]
-}
-
 // --- in-session retry (RetryInterval / RetryLimit) ---
 
 // The retry option is off by default: 3.1.1 resends only on reconnect.
