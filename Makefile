@@ -44,3 +44,7 @@ stress: ## repeat the tests to shake out flakes (TESTS, PKG)
 
 clean: ## remove build output
 	rm -rf bin dist
+
+.PHONY: bench-compare
+bench-compare: ## iotd vs mochi-mqtt vs Mosquitto on loopback, tables into BENCHMARKS.md (QUICK=1, ROUNDS, DURATION, CELLS)
+	bash bench/compare.sh
