@@ -32,7 +32,7 @@ func TestLoadQoS12AcrossShards(t *testing.T) {
 	}
 	b := runBroker(t, Config{
 		Shards:            shards,
-		MaxInflight:       64,
+		MaxInflight:       64,         // twice the default: fewer round trips, still a short in-flight scan per packet id
 		MaxQueuedMessages: 2 * perPub, // the test checks delivery, not the queue limit
 	})
 
