@@ -849,3 +849,31 @@ func TestRetryAfterReconnectWaitsAnInterval(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(resent), interval*3/4, "retried right after the reconnect resend")
 	sub.send(&wire.Puback{PacketID: p.PacketID})
 }
+
+// The default in-flight window is 32 messages per client.
+func TestInflightWindowDefault(t *testing.T) {
+	t.Parallel()
+	b := runBroker(t, Config{})
+	require.Equal(t, 32, b.Config().MaxInflight)
+	sub, _ := b.connect(t, b.idOnShard("sub", 2), true)
+	sub.subscribeOK("w", 1)
+	pub, _ := b.connect(t, b.idOnShard("pub", 0), true)
+	var batch []byte
+	for i := range 40 {
+		batch = (&wire.Publish{QoS: 1, Topic: []byte("w"), PacketID: uint16(i + 1), Payload: []byte(strconv.Itoa(i))}).Append(batch)
+	}
+	pub.write(batch)
+	var ids []uint16
+	for i := range 32 {
+		ids = append(ids, sub.expectPubAt(strconv.Itoa(i), 1, false).PacketID)
+	}
+	sub.expectSilence(100 * time.Millisecond)
+	batch = batch[:0]
+	for _, id := range ids {
+		batch = (&wire.Puback{PacketID: id}).Append(batch)
+	}
+	sub.write(batch)
+	for i := 32; i < 40; i++ {
+		sub.ackDelivery(sub.expectPubAt(strconv.Itoa(i), 1, false))
+	}
+}

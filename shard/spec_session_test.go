@@ -585,3 +585,27 @@ func TestSessionAckBeforeImmediateReconnectIsKept(t *testing.T) {
 	}
 	require.Zero(t, redelivered, "acknowledged messages sent again after an immediate reconnect")
 }
+
+// The default offline queue holds 1000 messages.
+func TestSessionQueueLimitDefault(t *testing.T) {
+	t.Parallel()
+	b := runBroker(t, Config{})
+	require.Equal(t, 1000, b.Config().MaxQueuedMessages)
+	id := b.idOnShard("sub", 3)
+	sub, _ := b.connect(t, id, false)
+	sub.subscribeOK("qd", 1)
+	sub.sendDisconnect()
+	probe := b.probe(t, 3, "qd")
+	pub, _ := b.connect(t, b.idOnShard("pub", 1), true)
+	pub.publishAll(numbered("qd", 1, 1005))
+	for range 1005 {
+		probe.expectPublish()
+	}
+	require.Equal(t, int64(5), b.Stats().DroppedQueueFull)
+	sub, _ = b.connect(t, id, false)
+	got := sub.collect(1000)
+	for i, p := range got {
+		require.Equal(t, strconv.Itoa(i), string(p.Payload)) // the oldest 1000, in order
+	}
+	sub.expectSilence(100 * time.Millisecond)
+}
