@@ -295,3 +295,50 @@ func readSequence(conn net.Conn, n int, got *atomic.Int64) error {
 	}
 	return nil
 }
+
+// A subscriber that pauses (stops reading) and then resumes on the same
+// connection gets every QoS 1 message, in order: while its writer queue is
+// full the messages wait in the session queue, and the writer's "drained"
+// notice moves them on. The subscriber never acknowledges, so nothing but
+// that notice can move them.
+func TestSlowConsumerResumesFromSessionQueue(t *testing.T) {
+	const (
+		n          = 2000
+		payloadLen = 8 << 10
+	)
+	b := runBroker(t, Config{
+		MaxOutboundBytes:  64 << 10,
+		MaxInflight:       n, // all of them may be in flight: no ack is needed to move the queue
+		MaxQueuedMessages: n,
+	})
+	sub, _ := b.connect(t, b.idOnShard("paused", 1), true)
+	sub.subscribeOK("resume", 1)
+	pub, _ := b.connect(t, b.idOnShard("pub", 2), true)
+
+	payload := make([]byte, payloadLen)
+	var batch []byte
+	for i := 0; i < n; i += 100 {
+		batch = batch[:0]
+		for j := i; j < i+100; j++ {
+			binary.BigEndian.PutUint32(payload, uint32(j))
+			batch = (&wire.Publish{QoS: 1, Topic: []byte("resume"), PacketID: uint16(j%100 + 1), Payload: payload}).Append(batch)
+		}
+		pub.write(batch)
+		for range 100 {
+			pub.expect(wire.PUBACK)
+		}
+	}
+	// 16 MB is more than the kernel's socket buffers and the 64 KiB writer
+	// queue take: most of it is waiting in the session queue now.
+	for i := range n {
+		if sub.r.Buffered() == 0 {
+			sub.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		}
+		fh, body, err := sub.r.ReadPacket()
+		require.NoError(t, err, "after %d of %d", i, n)
+		var p wire.Publish
+		require.NoError(t, p.Decode(fh, body))
+		require.Equal(t, uint32(i), binary.BigEndian.Uint32(p.Payload)) // [MQTT-4.6.0-6]
+	}
+	require.Zero(t, b.Stats().DroppedQueueFull)
+}
