@@ -365,11 +365,11 @@ for b in "${broker_arr[@]}"; do
 		;;
 	esac
 done
-printf '{"kind":"meta","meta":{"date":%s,"command":%s,"commit":%s,"nproc":%d,"cpu_model":%s,"kernel":%s,"loadavg_start":%s,"loadavg_end":%s,"rounds":%d,"duration":%s,"e2e_window":%d,"inflight":%d,"queued":%d,"publisher_inflight":%d,"brokers":[%s],"versions":{%s},"durability":{%s},"limits":{%s},"elapsed":%s}}\n' \
+printf '{"kind":"meta","meta":{"date":%s,"command":%s,"commit":%s,"nproc":%d,"cpu_model":%s,"kernel":%s,"loadavg_start":%s,"loadavg_end":%s,"rounds":%d,"duration":%s,"e2e_window":%d,"inflight":%d,"queued":%d,"publisher_inflight":%d,"brokers":[%s],"versions":{%s},"durability":{%s},"limits":{%s},"elapsed":%s,"port_range":%s}}\n' \
 	"$(json_str "$(date -u '+%Y-%m-%d %H:%M UTC')")" "$(json_str "$command")" "$(json_str "$(git describe --always --dirty 2>/dev/null || echo unknown)")" \
 	"$NPROC" "$(json_str "$cpu_model")" "$(json_str "$(uname -r)")" "$(json_str "$LOAD_START")" "$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)")" \
 	"$ROUNDS" "$(json_str "$DURATION")" "$E2E_WINDOW" "$INFLIGHT" "$QUEUED" "$PUB_INFLIGHT" \
-	"${brokers_json%,}" "${versions%,}" "${durability%,}" "${limits%,}" "$(json_str "$((elapsed / 60))m$((elapsed % 60))s")" >>"$RAW"
+	"${brokers_json%,}" "${versions%,}" "${durability%,}" "${limits%,}" "$(json_str "$((elapsed / 60))m$((elapsed % 60))s")" "$(json_str "$(tr -s '\t ' ' ' </proc/sys/net/ipv4/ip_local_port_range)")" >>"$RAW"
 
 "$WORK/report" -raw "$RAW" -json "bench/results/$STAMP.json" -md BENCHMARKS.md
 log "done in $((elapsed / 60))m$((elapsed % 60))s: BENCHMARKS.md (bench-compare section), bench/results/$STAMP.json"

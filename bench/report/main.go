@@ -54,6 +54,7 @@ type Meta struct {
 	Durability map[string]string `json:"durability"` // broker -> durability mode
 	Limits     map[string]string `json:"limits"`     // broker -> limits as configured
 	Elapsed    string            `json:"elapsed"`
+	PortRange  string            `json:"port_range"` // net.ipv4.ip_local_port_range, "lo hi"
 }
 
 // Record is one line of the raw stream.
@@ -469,7 +470,8 @@ func render(m *Meta, cells map[key]*Cell, order []string) string {
 		m.Rounds, m.Duration, strings.Join(names(brokers), ", "), m.Commit, "64 bytes", m.E2EWindow, m.PubWindow)
 	p("- Modes: *unpinned* lets broker and load generator use both cores; *pinned* runs the broker with `taskset -c 0` and the load generator with `taskset -c 1`.\n")
 	p("- Columns: msg/s is deliveries per second (fanout counts each of the 50 deliveries); p50 / p99 is publish-to-delivery latency in ms; lost / dup are totals over all rounds (lost = published but never delivered after a 2 s drain); " +
-		"CPU is the broker's user+system CPU seconds (from /proc/PID/stat) per million deliveries.\n\n")
+		"CPU is the broker's user+system CPU seconds (from /proc/PID/stat) per million deliveries. " +
+		"These cells publish as fast as the windows allow, so their latency is mostly waiting in the window (about the messages in flight divided by the rate); the fixed-rate table below is the one to read for latency.\n\n")
 
 	for _, mode := range []string{"unpinned", "pinned"} {
 		if !has(mode) {
@@ -559,6 +561,9 @@ func render(m *Meta, cells map[key]*Cell, order []string) string {
 	if len(connCells) > 0 {
 		p("### Connections: connects/s (64 in parallel) and broker RSS per idle connection\n\n")
 		p("Each connection sends CONNECT (clean session, keep-alive 60 s), is held idle for 5 s, then must answer a PINGREQ; RSS is the broker's VmRSS after the hold minus before the first connect, divided by the connections.\n\n")
+		if note := portNote(m.PortRange, cells); note != "" {
+			p("%s\n\n", note)
+		}
 		p("| mode | connections |")
 		for _, br := range brokers {
 			p(" %s connects/s |", bname(br))
@@ -673,6 +678,32 @@ func render(m *Meta, cells map[key]*Cell, order []string) string {
 	}
 	p("Raw and median numbers: `bench/results/` on the machine that ran it (not committed).\n")
 	return b.String()
+}
+
+// portNote explains slow connects/s when a connect cell opened more
+// connections from one address to one port than the even half of the
+// ephemeral port range: Linux's connect() searches that half first
+// (__inet_hash_connect), so past it every connect scans it in vain and the
+// load generator, not the broker, sets the rate.
+func portNote(portRange string, cells map[key]*Cell) string {
+	var lo, hi int
+	if n, _ := fmt.Sscanf(portRange, "%d %d", &lo, &hi); n != 2 || hi < lo {
+		return ""
+	}
+	half := (hi - lo + 1) / 2
+	most := 0
+	for k, c := range cells {
+		if strings.HasPrefix(k.cell, "connect-") {
+			most = max(most, c.Clients)
+		}
+	}
+	if most <= half {
+		return ""
+	}
+	return fmt.Sprintf("Past about %s connections, connects/s measures the load generator's kernel more than the broker: all connections come from 127.0.0.1 to one port, "+
+		"and Linux's connect() looks for a free ephemeral port in the even half of %d–%d (%s ports) first, so once that half is taken every further connect scans it in vain "+
+		"(a few hundred connects/s, for every broker). Compare brokers within such a row, and read the 10,000 row for connection rate.",
+		thousands(float64(half)), lo, hi, thousands(float64(half)))
 }
 
 func names(bs []string) []string {
