@@ -27,7 +27,8 @@ func TestMain(m *testing.M) {
 // if set, wraps the listener (TLS). It stops when the test ends.
 func startBroker(t *testing.T, wrap func(net.Listener) net.Listener) string {
 	t.Helper()
-	b := shard.New(shard.Config{Shards: 2})
+	b, err := shard.New(shard.Config{Shards: 2})
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()

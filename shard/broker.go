@@ -40,10 +40,21 @@ type Config struct {
 	MaxOutboundBytes  int           // bytes queued for writing per connection
 	MaxSubscriptions  int           // filters per session
 	RetryInterval     time.Duration // in-session resend of unacknowledged messages; 0 = off
-	RetryLimit        int           // resends per message; 0 = unlimited
-	WriteTimeout      time.Duration // a write that makes no progress this long closes the connection
-	MailboxSize       int           // reader events queued per shard before readers wait
-	Logger            *slog.Logger
+	RetryLimit        int           // resends per message; 0 = unlimited (DefaultConfig: 5)
+	TakeoverGrace     time.Duration // how long a new connection waits for the old one's last packets
+
+	// Persistence: with Persistence set, persistent sessions and retained
+	// messages live in DataDir and QoS 1/2 publishes are acknowledged only
+	// once durable.
+	Persistence   bool
+	DataDir       string
+	FsyncInterval time.Duration // 0: fsync every commit; >0: fsync on this interval instead
+	CompactBytes  int64         // log size that triggers a snapshot
+	SegmentBytes  int           // log segment size (each shard keeps its tail segment in memory)
+
+	WriteTimeout time.Duration // a write that makes no progress this long closes the connection
+	MailboxSize  int           // reader events queued per shard before readers wait
+	Logger       *slog.Logger
 }
 
 // DefaultConfig returns the defaults an operator gets with no flags.
@@ -58,8 +69,13 @@ func DefaultConfig() Config {
 		MaxOutboundBytes:  1 << 20,
 		MaxSubscriptions:  1000,
 		RetryLimit:        5,
+		TakeoverGrace:     250 * time.Millisecond,
 		WriteTimeout:      30 * time.Second,
 		MailboxSize:       4096,
+		Persistence:       true,
+		DataDir:           "./data",
+		CompactBytes:      64 << 20,
+		SegmentBytes:      4 << 20,
 	}
 }
 
@@ -98,6 +114,18 @@ func (c *Config) fill() {
 	if c.MailboxSize <= 0 {
 		c.MailboxSize = d.MailboxSize
 	}
+	if c.TakeoverGrace <= 0 {
+		c.TakeoverGrace = d.TakeoverGrace
+	}
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if c.CompactBytes <= 0 {
+		c.CompactBytes = d.CompactBytes
+	}
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = d.SegmentBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,17 +134,19 @@ func (c *Config) fill() {
 // Broker is the running broker: shards, the shared topic tree and retained
 // store, and the connections it serves.
 type Broker struct {
-	cfg        Config
-	shards     []*Shard
-	tree       *topictree.Tree
-	retained   *topictree.Retained[*Message]
-	quit       chan struct{}
-	closing    atomic.Bool
-	goroutines group
-	conns      connSet
-	idPrefix   string
-	idSeq      atomic.Uint64
-	stats      stats
+	cfg         Config
+	shards      []*Shard
+	tree        *topictree.Tree
+	retained    *topictree.Retained[*Message]
+	retainLog   *retainLog // nil when persistence is off
+	quit        chan struct{}
+	closing     atomic.Bool
+	goroutines  group
+	conns       connSet
+	idPrefix    string
+	idSeq       atomic.Uint64
+	stats       stats
+	limitLogged sync.Map // limit name -> *atomic.Int64 (unix nanos last logged)
 }
 
 type stats struct {
@@ -125,8 +155,8 @@ type stats struct {
 	subscriptions    atomic.Int64
 }
 
-// New creates a broker and starts its shards.
-func New(cfg Config) *Broker {
+// New creates a broker, recovers its durable state and starts its shards.
+func New(cfg Config) (*Broker, error) {
 	cfg.fill()
 	var nonce [6]byte
 	rand.Read(nonce[:])
@@ -142,10 +172,36 @@ func New(cfg Config) *Broker {
 	for i := range b.shards {
 		b.shards[i] = newShard(b, i)
 	}
+	if cfg.Persistence {
+		if err := b.openStorage(); err != nil {
+			b.closeStorage()
+			return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+		}
+	}
 	for _, s := range b.shards {
 		b.goroutines.start(s.run)
 	}
-	return b
+	if rl := b.retainLog; rl != nil {
+		b.goroutines.start(func() {
+			rl.run(b.quit)
+			if err := rl.close(); err != nil {
+				cfg.Logger.Error("retained log close failed", "err", err)
+			}
+		})
+	}
+	return b, nil
+}
+
+// closeStorage closes logs opened by a failed start.
+func (b *Broker) closeStorage() {
+	for _, s := range b.shards {
+		if s.p != nil {
+			s.p.close()
+		}
+	}
+	if b.retainLog != nil {
+		b.retainLog.close()
+	}
 }
 
 // Config returns the effective configuration.
@@ -245,6 +301,21 @@ func (b *Broker) logDebug(msg string, args ...any) {
 func (b *Broker) logInfo(msg string, args ...any) {
 	b.cfg.Logger.Info(msg, args...)
 }
+
+// logLimit logs that a limit was hit, at most once per limitLogEvery per
+// limit, so a flood of refusals cannot flood the log.
+func (b *Broker) logLimit(limit, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	v, _ := b.limitLogged.LoadOrStore(limit, new(atomic.Int64))
+	last := v.(*atomic.Int64)
+	prev := last.Load()
+	if now-prev < int64(limitLogEvery) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	b.cfg.Logger.Warn(msg, append(args, "limit", limit)...)
+}
+
+const limitLogEvery = 10 * time.Second
 
 // Stats is a snapshot of broker counters.
 type Stats struct {

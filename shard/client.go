@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/valyala/bytebufferpool"
+
 	"iotd/wire"
 )
 
@@ -25,9 +27,22 @@ type client struct {
 	// Owned by the shard goroutine after CONNECT.
 	sess         *session
 	will         *Message
+	username     string
+	accepted     bool // CONNACK 0 staged; read by the reader after ready closes
 	disconnected bool // DISCONNECT received: the will is discarded [MQTT-3.14.4-3]
 	detached     bool // no longer attached to its session (closed or taken over)
-	username     string
+	takeover     *time.Timer
+	acks         []*ticket // PUBACK/PUBREC/PUBCOMP in arrival order, waiting for durability
+
+	// Output staged during one shard iteration, written after its commit.
+	stage       *bytebufferpool.ByteBuffer
+	stageIter   uint64
+	isStaged    bool
+	roomIter    uint64
+	outQueued   int  // the writer's queue as read in iteration roomIter
+	wantSpace   bool // ask the writer to call back when it drains
+	signalReady bool // close ready after the staged CONNACK is written
+	closing     bool // close the connection after the staged bytes
 }
 
 func newClient(b *Broker, conn net.Conn) *client {
@@ -110,7 +125,7 @@ func (c *client) handshake(r *wire.Reader) bool {
 	}
 	select {
 	case <-c.ready:
-		return true
+		return c.accepted
 	case <-c.b.quit:
 		return false
 	}

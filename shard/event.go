@@ -35,6 +35,7 @@ const (
 	evClosed                       // reader: the connection ended without DISCONNECT
 	evDeliver                      // another shard: a message matched filters held here
 	evWritable                     // writer: the outbound queue drained below its limit
+	evSettled                      // a ticket's last share was released: its ack may go out
 )
 
 // event is one item in a shard's mailbox. Only the fields its kind needs are set.
@@ -49,4 +50,5 @@ type event struct {
 	unsub    *wire.Unsubscribe
 	filters  []string // evDeliver: the matching filters this shard holds
 	reason   string   // evClosed: why, for the log
+	t        *ticket  // evDeliver: share to release after commit; evSettled: the ticket
 }

@@ -31,7 +31,15 @@ func runBroker(t testing.TB, cfg Config) *testBroker {
 	if cfg.Shards == 0 {
 		cfg.Shards = 4
 	}
-	b := New(cfg)
+	if os.Getenv("IOTD_TEST_PERSISTENCE") != "" {
+		// The whole suite also runs with every ack held for the log.
+		cfg.Persistence = true
+	}
+	if cfg.Persistence && cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	b, err := New(cfg)
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan struct{})

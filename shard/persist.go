@@ -101,10 +101,7 @@ func (p *persister) enqueue(client string, msg *Message, qos byte, retain bool) 
 		seq = p.seq
 		p.batchMsgs[msg] = seq
 		p.enc.AppendUvarint(seq)
-		p.enc.AppendBytes(msg.Topic)
-		p.enc.AppendBytes(msg.Payload)
-		p.enc.AppendByte(msg.QoS)
-		p.enc.AppendByte(boolByte(msg.Retain))
+		encodeMessage(&p.enc, msg)
 		p.record(recMessage)
 	}
 	p.enc.AppendString(client)
@@ -199,10 +196,7 @@ func encodeSnapshot(sessions map[string]*session, seq uint64) []byte {
 	}
 	e.AppendUvarint(uint64(len(table)))
 	for _, m := range table {
-		e.AppendBytes(m.Topic)
-		e.AppendBytes(m.Payload)
-		e.AppendByte(m.QoS)
-		e.AppendByte(boolByte(m.Retain))
+		encodeMessage(&e, m)
 	}
 	e.AppendUvarint(uint64(count))
 	e.B = append(e.B, body.B...)
@@ -249,7 +243,7 @@ func decodeSnapshot(data []byte, st *durableState) error {
 			if m.msg == nil {
 				return errors.New("snapshot in-flight message refers past the message table")
 			}
-			s.inflight = append(s.inflight, m)
+			s.addInflight(m)
 		}
 		for j, nq := uint64(0), d.Uvarint(); j < nq && d.Err() == nil; j++ {
 			p := pending{msg: msgAt(d.Uvarint()), qos: d.Byte(), retain: d.Byte() == 1}
@@ -314,7 +308,7 @@ func applyRecord(st *durableState, msgs map[uint64]*Message, typ byte, payload [
 			return fmt.Errorf("send of packet id %d with an empty queue (session %q)", id, client)
 		}
 		p := s.queue.pop()
-		s.inflight = append(s.inflight, &outMsg{id: id, msg: p.msg, qos: p.qos, retain: p.retain})
+		s.addInflight(&outMsg{id: id, msg: p.msg, qos: p.qos, retain: p.retain})
 	case recAck:
 		if i := s.findInflight(d.Uint16()); i >= 0 {
 			s.removeInflight(i)

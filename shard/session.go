@@ -23,8 +23,18 @@ type session struct {
 	deliverMark uint64
 	deliverQoS  byte
 
-	retries int // in-session resends of the oldest in-flight message
+	// idBits marks the packet ids in flight once the window is too large
+	// for a linear scan; nil otherwise.
+	idBits *[1024]uint64
+
+	// waiting is a CONNECT for this session held until the current
+	// connection's reader has finished.
+	waiting *waitingConnect
 }
+
+// idBitsThreshold is the in-flight count above which packet ids are tracked
+// in a bitmap instead of found by scanning.
+const idBitsThreshold = 64
 
 // outMsg is a QoS 1/2 message sent to the client and not yet completed.
 type outMsg struct {
@@ -49,16 +59,37 @@ func newSession(id string, clean bool) *session {
 }
 
 // nextPacketID returns an id not used by any in-flight message
-// [MQTT-2.3.1-4]; ids are never 0 [MQTT-2.3.1-1].
+// [MQTT-2.3.1-4]; ids are never 0 [MQTT-2.3.1-1]. The caller keeps the
+// window under 65535.
 func (s *session) nextPacketID() uint16 {
 	for {
 		s.lastID++
 		if s.lastID == 0 {
 			s.lastID = 1
 		}
-		if s.findInflight(s.lastID) < 0 {
+		if !s.idInUse(s.lastID) {
 			return s.lastID
 		}
+	}
+}
+
+func (s *session) idInUse(id uint16) bool {
+	if s.idBits != nil {
+		return s.idBits[id>>6]&(1<<(id&63)) != 0
+	}
+	return s.findInflight(id) >= 0
+}
+
+// addInflight appends m to the in-flight list.
+func (s *session) addInflight(m *outMsg) {
+	s.inflight = append(s.inflight, m)
+	if s.idBits == nil && len(s.inflight) > idBitsThreshold {
+		s.idBits = new([1024]uint64)
+		for _, o := range s.inflight {
+			s.idBits[o.id>>6] |= 1 << (o.id & 63)
+		}
+	} else if s.idBits != nil {
+		s.idBits[m.id>>6] |= 1 << (m.id & 63)
 	}
 }
 
@@ -73,11 +104,25 @@ func (s *session) findInflight(id uint16) int {
 	return -1
 }
 
+// removeInflight drops the i-th in-flight message. Acks mostly complete the
+// oldest, which costs nothing to drop from the front.
 func (s *session) removeInflight(i int) *outMsg {
 	m := s.inflight[i]
-	copy(s.inflight[i:], s.inflight[i+1:])
-	s.inflight[len(s.inflight)-1] = nil
-	s.inflight = s.inflight[:len(s.inflight)-1]
+	if i == 0 {
+		s.inflight[0] = nil
+		s.inflight = s.inflight[1:]
+	} else {
+		copy(s.inflight[i:], s.inflight[i+1:])
+		s.inflight[len(s.inflight)-1] = nil
+		s.inflight = s.inflight[:len(s.inflight)-1]
+	}
+	if s.idBits != nil {
+		s.idBits[m.id>>6] &^= 1 << (m.id & 63)
+	}
+	if len(s.inflight) == 0 {
+		s.inflight = nil
+		s.idBits = nil
+	}
 	return m
 }
 

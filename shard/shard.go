@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/valyala/bytebufferpool"
+
 	"iotd/topictree"
 	"iotd/wire"
 )
@@ -11,6 +13,11 @@ import (
 // Shard owns a share of the sessions, chosen by client id hash. Everything in
 // it is touched only by its own goroutine (run); other goroutines talk to it
 // through its mailbox.
+//
+// One loop iteration drains the mailbox, handles every event, posts the
+// deliveries it made to other shards, commits its log records with one fsync,
+// and only then writes what it staged for its clients: acknowledgements,
+// SUBACKs and outbound PUBLISHes never run ahead of the state they depend on.
 type Shard struct {
 	index    int
 	b        *Broker
@@ -20,15 +27,24 @@ type Shard struct {
 	// local sessions subscribed to it with their granted QoS. The shared
 	// topic tree only records which shards hold a filter.
 	subs map[string]map[*session]byte
+	p    *persister // nil when persistence is off
+
+	iter      uint64    // loop iteration, for per-iteration client state
+	staged    []*client // clients with output staged in this iteration
+	shares    []*ticket // ticket shares to release once this iteration is durable
+	commitErr error     // the log's failure, reported once
 
 	// Scratch space reused across loop iterations.
-	matches  []topictree.Match
-	outbox   [][]event // per target shard, flushed once per loop iteration
-	touched  []*session
-	mark     uint64
-	pub      wire.Publish
-	retryDue time.Time
+	matches []topictree.Match
+	outbox  [][]event // per target shard, flushed once per loop iteration
+	touched []*session
+	mark    uint64
+	pub     wire.Publish
 }
+
+// stagePool holds per-client staging buffers; separate from the writer's
+// pool because staged batches are much smaller than writes.
+var stagePool bytebufferpool.Pool
 
 func newShard(b *Broker, index int) *Shard {
 	return &Shard{
@@ -43,12 +59,16 @@ func newShard(b *Broker, index int) *Shard {
 
 // run is the shard goroutine.
 func (s *Shard) run() {
-	var retry *time.Timer
-	var retryC <-chan time.Time
+	var retryC, syncC <-chan time.Time
 	if s.b.cfg.RetryInterval > 0 {
-		retry = time.NewTimer(s.b.cfg.RetryInterval)
-		defer retry.Stop()
-		retryC = retry.C
+		t := time.NewTicker(s.b.cfg.RetryInterval / 2)
+		defer t.Stop()
+		retryC = t.C
+	}
+	if s.p != nil && s.b.cfg.FsyncInterval > 0 {
+		t := time.NewTicker(s.b.cfg.FsyncInterval)
+		defer t.Stop()
+		syncC = t.C
 	}
 	for {
 		select {
@@ -57,10 +77,15 @@ func (s *Shard) run() {
 			return
 		case <-s.mb.signal:
 		case <-retryC:
+			s.iter++
 			s.retryInflight()
-			retry.Reset(s.b.cfg.RetryInterval)
+			s.endIteration()
+			continue
+		case <-syncC:
+			s.syncLog()
 			continue
 		}
+		s.iter++
 		fromShards, fromReaders := s.mb.pop()
 		for i := range fromShards {
 			s.handle(&fromShards[i])
@@ -68,8 +93,51 @@ func (s *Shard) run() {
 		for i := range fromReaders {
 			s.handle(&fromReaders[i])
 		}
-		s.flushOutbox()
+		s.endIteration()
 		s.mb.recycle(fromShards, fromReaders)
+	}
+}
+
+// endIteration posts deliveries to other shards, makes this iteration's
+// records durable and then releases what waited for them.
+func (s *Shard) endIteration() {
+	s.flushOutbox()
+	if s.p != nil {
+		if err := s.p.commit(); err != nil {
+			if s.commitErr == nil {
+				s.commitErr = err
+				s.b.cfg.Logger.Error("shard log write failed: QoS 1/2 publishes touching this shard are no longer acknowledged; QoS 0 keeps flowing", "shard", s.index, "err", err)
+			}
+			clear(s.shares)
+			s.shares = s.shares[:0]
+		} else {
+			for _, t := range s.shares {
+				t.releaseOn(s)
+			}
+			clear(s.shares)
+			s.shares = s.shares[:0]
+			if s.p.needsSnapshot() {
+				s.snapshot()
+			}
+		}
+	}
+	s.flushStaged()
+}
+
+func (s *Shard) snapshot() {
+	start := time.Now()
+	if err := s.p.snapshot(s.sessions); err != nil {
+		s.b.cfg.Logger.Error("shard snapshot failed; the log keeps growing until one succeeds", "shard", s.index, "err", err)
+		return
+	}
+	s.b.cfg.Logger.Debug("shard snapshot written", "shard", s.index, "took", time.Since(start))
+}
+
+// syncLog flushes the log to disk in --fsync=interval mode.
+func (s *Shard) syncLog() {
+	if err := s.p.log.Sync(); err != nil && s.commitErr == nil {
+		s.commitErr = err
+		s.b.cfg.Logger.Error("shard log sync failed", "shard", s.index, "err", err)
 	}
 }
 
@@ -79,6 +147,11 @@ func (s *Shard) handle(ev *event) {
 		s.handleConnect(ev.c, ev.connect)
 	case evDeliver:
 		s.deliverLocal(ev.msg, ev.filters)
+		if ev.t != nil {
+			s.shares = append(s.shares, ev.t)
+		}
+	case evSettled:
+		s.settle(ev.t)
 	case evWritable:
 		if ev.c.sess != nil && !ev.c.detached {
 			s.fillInflight(ev.c.sess)
@@ -98,9 +171,7 @@ func (s *Shard) handle(ev *event) {
 		case evPubrec:
 			s.handlePubrec(c, ev.packetID)
 		case evPubrel:
-			// [MQTT-4.3.3-2] release the id; the message was routed on PUBLISH.
-			delete(c.sess.inbound, ev.packetID)
-			c.out.sendAck(wire.PUBCOMP, ev.packetID)
+			s.handlePubrel(c, ev.packetID)
 		case evPubcomp:
 			s.handleAck(c.sess, ev.packetID, 2)
 		case evSubscribe:
@@ -115,14 +186,25 @@ func (s *Shard) handle(ev *event) {
 	}
 }
 
-// handleConnect attaches the connection to its session, taking over an
-// existing connection with the same client id [MQTT-3.1.4-2].
+// handleConnect attaches the connection to its session. If another
+// connection holds the session, the new one waits until the old one's reader
+// has passed on what it already received (a DISCONNECT or PUBACK sent just
+// before a reconnect must count); a silent old connection is closed after
+// the takeover grace [MQTT-3.1.4-2].
 func (s *Shard) handleConnect(c *client, cp *wire.Connect) {
 	sess := s.sessions[cp.ClientID]
 	if sess != nil && sess.c != nil {
+		if prev := sess.waiting; prev != nil {
+			// A third connection: the one that was waiting loses.
+			s.refuseWaiting(prev)
+		}
+		sess.waiting = &waitingConnect{c: c, connect: cp}
 		old := sess.c
-		s.detach(old, "taken over by a new connection")
-		old.out.close()
+		if old.takeover == nil {
+			conn := old.conn
+			old.takeover = time.AfterFunc(s.b.cfg.TakeoverGrace, func() { conn.Close() })
+		}
+		return
 	}
 	present := false
 	if sess != nil && (cp.CleanSession || sess.clean) {
@@ -132,18 +214,38 @@ func (s *Shard) handleConnect(c *client, cp *wire.Connect) {
 	if sess == nil {
 		sess = newSession(cp.ClientID, cp.CleanSession)
 		s.sessions[cp.ClientID] = sess
+		if s.durable(sess) {
+			s.p.clientRecord(recSession, sess.id)
+		}
 	} else {
 		present = true // [MQTT-3.2.2-2]
 	}
 	sess.c = c
 	c.sess = sess
-	// CONNACK is the first packet the client gets [MQTT-3.2.0-1].
-	c.out.send(&wire.Connack{SessionPresent: present, ReturnCode: wire.Accepted}) // [MQTT-3.1.4-4]
-	close(c.ready)
+	c.accepted = true
+	// CONNACK is the first packet the client gets [MQTT-3.2.0-1]; the
+	// reader starts answering PINGREQ only once it has been written.
+	s.stagePacket(c, &wire.Connack{SessionPresent: present, ReturnCode: wire.Accepted}) // [MQTT-3.1.4-4]
+	c.signalReady = true
 	s.b.logInfo("client connected", "client", c.id, "remote", c.conn.RemoteAddr(), "clean", cp.CleanSession, "session_present", present, "shard", s.index)
 	if present {
 		s.resend(sess)
 	}
+}
+
+// waitingConnect is a CONNECT held until the session's current connection
+// has ended.
+type waitingConnect struct {
+	c       *client
+	connect *wire.Connect
+}
+
+// refuseWaiting ends a connection whose CONNECT lost a takeover race; it is
+// closed without CONNACK, as when the server cannot serve it [MQTT-3.2.2-6].
+func (s *Shard) refuseWaiting(w *waitingConnect) {
+	w.c.detached = true
+	w.c.out.close()
+	close(w.c.ready)
 }
 
 // resend re-sends, after a reconnect, every unacknowledged PUBLISH with DUP=1
@@ -155,7 +257,7 @@ func (s *Shard) resend(sess *session) {
 		// The in-session retry timer and budget start again from this resend.
 		m.sentAt, m.retries = now, 0
 		if m.released {
-			sess.c.out.sendAck(wire.PUBREL, m.id) // [MQTT-4.3.3-1]
+			s.stageAck(sess.c, wire.PUBREL, m.id) // [MQTT-4.3.3-1]
 			continue
 		}
 		s.writePublish(sess.c, m, true) // [MQTT-3.3.1-1]
@@ -164,339 +266,178 @@ func (s *Shard) resend(sess *session) {
 }
 
 // handleClosed ends a connection: publishes its will unless it sent
-// DISCONNECT, and drops a clean session.
+// DISCONNECT, drops a clean session, and lets a waiting CONNECT in.
 func (s *Shard) handleClosed(c *client, reason string) {
 	if c.detached || c.sess == nil {
 		return
 	}
 	s.detach(c, reason)
-	c.out.closeAfterFlush()
+	c.closing = true
+	s.touch(c)
 }
 
 // detach separates a connection from its session: the will fires unless the
 // client disconnected cleanly [MQTT-3.1.2-8], and a clean session ends.
 func (s *Shard) detach(c *client, reason string) {
 	c.detached = true
+	if c.takeover != nil {
+		c.takeover.Stop()
+	}
 	sess := c.sess
 	if sess.c == c {
 		sess.c = nil
 	}
 	if c.will != nil {
 		will := c.will
-		c.will = nil  // published at most once [MQTT-3.1.2-10]
-		s.route(will) // client-supplied like a PUBLISH: never into $SYS
+		c.will = nil       // published at most once [MQTT-3.1.2-10]
+		s.route(will, nil) // client-supplied like a PUBLISH: never into $SYS
 	}
+	clear(c.acks)
+	c.acks = nil
+	waiting := sess.waiting
+	sess.waiting = nil
 	if sess.clean && sess.c == nil {
 		s.dropSession(sess)
 	}
 	s.b.logInfo("client disconnected", "client", c.id, "remote", c.conn.RemoteAddr(), "reason", reason)
+	if waiting != nil {
+		s.handleConnect(waiting.c, waiting.connect)
+	}
 }
 
 // dropSession forgets a session and its subscriptions.
 func (s *Shard) dropSession(sess *session) {
+	durable := s.durable(sess)
 	for filter := range sess.subs {
-		s.removeSub(sess, filter)
+		s.removeSub(sess, filter, false)
 	}
 	sess.inflight = nil
 	sess.queue.clear()
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
 	}
-}
-
-func (s *Shard) handlePublish(c *client, ev *event) {
-	msg := ev.msg
-	switch msg.QoS {
-	case 1:
-		s.route(msg)
-		c.out.sendAck(wire.PUBACK, ev.packetID) // [MQTT-3.3.4-1]
-	case 2:
-		if c.sess.inbound == nil {
-			c.sess.inbound = make(map[uint16]struct{})
-		}
-		if _, held := c.sess.inbound[ev.packetID]; !held {
-			// Routed on the first PUBLISH; a repeat before PUBREL is only
-			// acknowledged again [MQTT-4.3.3-2].
-			c.sess.inbound[ev.packetID] = struct{}{}
-			s.route(msg)
-		}
-		c.out.sendAck(wire.PUBREC, ev.packetID)
-	default:
-		s.route(msg)
+	if durable {
+		s.p.clientRecord(recSessionDel, sess.id)
 	}
 }
 
-// route applies a client's publish: $SYS/ is reserved for the broker, the
-// retained store is updated, and the message goes to every matching session.
-func (s *Shard) route(msg *Message) {
-	if isSysTopic(msg.Topic) {
-		s.b.logDebug("dropped client publish to $SYS", "topic", string(msg.Topic))
+// durable reports whether changes to sess are logged.
+func (s *Shard) durable(sess *session) bool { return s.p != nil && !sess.clean }
+
+// touch marks c as having output (or a close) to flush at the end of the
+// iteration.
+func (s *Shard) touch(c *client) {
+	if c.stageIter != s.iter || !c.isStaged {
+		c.stageIter = s.iter
+		c.isStaged = true
+		s.staged = append(s.staged, c)
+	}
+}
+
+func (s *Shard) stageBuffer(c *client) *bytebufferpool.ByteBuffer {
+	s.touch(c)
+	if c.stage == nil {
+		c.stage = stagePool.Get()
+	}
+	return c.stage
+}
+
+func (s *Shard) stagePacket(c *client, p wire.Packet) {
+	buf := s.stageBuffer(c)
+	buf.B = p.Append(buf.B)
+}
+
+// stageAck stages one of the four-byte packets (PUBACK, PUBREC, PUBREL,
+// PUBCOMP, UNSUBACK).
+func (s *Shard) stageAck(c *client, t wire.Type, id uint16) {
+	flags := byte(0)
+	if t == wire.PUBREL {
+		flags = 0x02 // [MQTT-3.6.1-1]
+	}
+	buf := s.stageBuffer(c)
+	buf.B = append(buf.B, byte(t)<<4|flags, 2, byte(id>>8), byte(id))
+}
+
+// room reports how many more bytes c's outbound queue takes now. The
+// writer's queue is read once per iteration; staged bytes count against it.
+func (s *Shard) room(c *client) int {
+	if c.roomIter != s.iter {
+		c.roomIter = s.iter
+		c.outQueued = c.out.queuedBytes()
+	}
+	n := c.outQueued
+	if c.stage != nil {
+		n += len(c.stage.B)
+	}
+	return s.b.cfg.MaxOutboundBytes - n
+}
+
+// flushStaged hands every touched client its staged bytes, one lock and at
+// most one writer wake-up per client per iteration.
+func (s *Shard) flushStaged() {
+	for i, c := range s.staged {
+		c.isStaged = false
+		if c.stage != nil {
+			c.out.write(c.stage.B)
+			stagePool.Put(c.stage)
+			c.stage = nil
+		}
+		if c.wantSpace {
+			c.wantSpace = false
+			c.out.requestSpace()
+		}
+		if c.signalReady {
+			c.signalReady = false
+			close(c.ready)
+		}
+		if c.closing {
+			c.closing = false
+			c.out.closeAfterFlush()
+		}
+		s.staged[i] = nil
+	}
+	s.staged = s.staged[:0]
+}
+
+// settle records that every share of t was released: acknowledgements go out
+// in the order their PUBLISHes arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+func (s *Shard) settle(t *ticket) {
+	t.settled = true
+	c := t.c
+	if c.detached {
 		return
 	}
-	s.publish(msg)
-}
-
-// publish delivers msg to every subscriber. Retained messages are stored
-// first [MQTT-3.3.1-5]; an empty retained payload deletes [MQTT-3.3.1-10].
-func (s *Shard) publish(msg *Message) {
-	if msg.Retain {
-		if len(msg.Payload) == 0 {
-			s.b.retained.Delete(string(msg.Topic)) // [MQTT-3.3.1-11]
-		} else {
-			s.b.retained.Set(string(msg.Topic), msg)
+	n := 0
+	for _, head := range c.acks {
+		if !head.settled {
+			break
 		}
+		s.stageAck(c, head.ack, head.id)
+		n++
 	}
-	s.matches = s.b.tree.Match(msg.Topic, s.matches[:0])
-	if len(s.matches) == 0 {
-		return
-	}
-	// Group the matched filters by shard: one mailbox post per target shard.
-	var local []string
-	for i := range s.matches {
-		m := &s.matches[i]
-		if m.Shard == s.index {
-			local = append(local, m.Filter)
-			continue
-		}
-		out := s.outbox[m.Shard]
-		if n := len(out); n > 0 && out[n-1].msg == msg {
-			out[n-1].filters = append(out[n-1].filters, m.Filter)
-		} else {
-			out = append(out, event{kind: evDeliver, msg: msg, filters: []string{m.Filter}})
-		}
-		s.outbox[m.Shard] = out
-	}
-	if local != nil {
-		s.deliverLocal(msg, local)
+	clear(c.acks[:n])
+	c.acks = c.acks[n:]
+	if len(c.acks) == 0 {
+		c.acks = nil
 	}
 }
 
-// flushOutbox posts this iteration's deliveries, one push per target shard.
-func (s *Shard) flushOutbox() {
-	for i, out := range s.outbox {
-		if len(out) == 0 {
-			continue
-		}
-		s.b.shards[i].mb.pushShardBatch(out)
-		clear(out)
-		s.outbox[i] = out[:0]
-	}
-}
-
-// deliverLocal hands msg to each local session subscribed to one of filters,
-// once per session at the highest granted QoS [MQTT-3.3.5-1].
-func (s *Shard) deliverLocal(msg *Message, filters []string) {
-	s.mark++
-	touched := s.touched[:0]
-	for _, f := range filters {
-		for sess, qos := range s.subs[f] {
-			if sess.deliverMark != s.mark {
-				sess.deliverMark = s.mark
-				sess.deliverQoS = qos
-				touched = append(touched, sess)
-			} else if qos > sess.deliverQoS {
-				sess.deliverQoS = qos
-			}
-		}
-	}
-	for _, sess := range touched {
-		// [MQTT-3.8.4-6] min(published QoS, granted QoS).
-		s.deliver(sess, msg, min(msg.QoS, sess.deliverQoS), false) // [MQTT-3.3.1-9]
-	}
-	clear(touched)
-	s.touched = touched[:0]
-}
-
-// deliver adds one message to a session [MQTT-4.5.0-1]: sent now if the
-// client is online and the in-flight window and outbound queue allow,
-// queued otherwise (QoS 1/2 only), in order.
-func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain bool) {
-	c := sess.c
-	if qos == 0 {
-		if c == nil {
-			return // QoS 0 is not stored for offline sessions
-		}
-		s.pub = wire.Publish{QoS: 0, Retain: retain, Topic: msg.Topic, Payload: msg.Payload}
-		if !c.out.sendPublish(&s.pub, true) {
-			s.b.stats.droppedQoS0.Add(1)
-		}
-		return
-	}
-	p := pending{msg: msg, qos: qos, retain: retain}
-	if c != nil && sess.queue.len() == 0 && len(sess.inflight) < s.b.cfg.MaxInflight && c.out.hasRoom() {
-		s.sendInflight(sess, p)
-		return
-	}
-	if sess.queue.len() >= s.b.cfg.MaxQueuedMessages {
-		s.b.stats.droppedQueueFull.Add(1)
-		return
-	}
-	sess.queue.push(p)
-}
-
-// fillInflight moves queued messages into the in-flight window while there is
-// room, keeping their order.
-func (s *Shard) fillInflight(sess *session) {
-	c := sess.c
-	for c != nil && sess.queue.len() > 0 && len(sess.inflight) < s.b.cfg.MaxInflight {
-		if !c.out.hasRoom() {
-			return // the writer calls back when it drains
-		}
-		s.sendInflight(sess, sess.queue.pop())
-	}
-}
-
-func (s *Shard) sendInflight(sess *session, p pending) {
-	m := &outMsg{id: sess.nextPacketID(), msg: p.msg, qos: p.qos, retain: p.retain, sentAt: s.retryClock()}
-	sess.inflight = append(sess.inflight, m)
-	s.writePublish(sess.c, m, false)
-}
-
-// writePublish encodes an in-flight message. DUP is set only on the broker's
-// own resends [MQTT-3.3.1-3].
-func (s *Shard) writePublish(c *client, m *outMsg, dup bool) {
-	s.pub = wire.Publish{Dup: dup, QoS: m.qos, Retain: m.retain, Topic: m.msg.Topic, PacketID: m.id, Payload: m.msg.Payload}
-	c.out.sendPublish(&s.pub, false)
-}
-
-// handleAck completes an outbound QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message.
-func (s *Shard) handleAck(sess *session, id uint16, qos byte) {
-	i := sess.findInflight(id)
-	if i < 0 {
-		return
-	}
-	m := sess.inflight[i]
-	if m.qos != qos || (qos == 2 && !m.released) {
-		return // an ack that does not fit the state machine is ignored
-	}
-	sess.removeInflight(i) // the id is free again [MQTT-2.3.1-4]
-	s.fillInflight(sess)
-}
-
-// handlePubrec answers PUBREC with PUBREL and never resends the PUBLISH
-// afterwards [MQTT-4.3.3-1].
-func (s *Shard) handlePubrec(c *client, id uint16) {
-	i := c.sess.findInflight(id)
-	if i >= 0 && c.sess.inflight[i].qos == 2 {
-		m := c.sess.inflight[i]
-		m.released = true
-		// A PUBREL retry is due an interval after this PUBREL, not after
-		// the PUBLISH.
-		m.retries, m.sentAt = 0, s.retryClock()
-	}
-	c.out.sendAck(wire.PUBREL, id)
-}
-
-// handleSubscribe grants every filter and sends the SUBACK, then the
-// matching retained messages [MQTT-3.3.1-6].
-func (s *Shard) handleSubscribe(c *client, sub *wire.Subscribe) {
-	sess := c.sess
-	codes := make([]byte, len(sub.Subscriptions))
-	for i, t := range sub.Subscriptions {
-		qos := t.QoS
-		if len(sess.subs) >= s.b.cfg.MaxSubscriptions {
-			if _, exists := sess.subs[t.Filter]; !exists {
-				codes[i] = wire.SubackFailure
-				continue
-			}
-		}
-		s.addSub(sess, t.Filter, qos) // [MQTT-3.8.4-3] replaces an identical filter
-		codes[i] = qos                // [MQTT-3.8.4-5] [MQTT-3.9.3-1]
-	}
-	// One SUBACK for the whole packet, with its packet id [MQTT-3.8.4-1,2,4].
-	c.out.send(&wire.Suback{PacketID: sub.PacketID, ReturnCodes: codes})
-	for i, t := range sub.Subscriptions {
-		if codes[i] == wire.SubackFailure {
-			continue
-		}
-		granted := codes[i]
-		s.b.retained.Match(t.Filter, func(_ string, msg *Message) bool {
-			s.deliver(sess, msg, min(msg.QoS, granted), true) // [MQTT-3.3.1-8]
-			return true
-		})
-	}
-}
-
-func (s *Shard) handleUnsubscribe(c *client, unsub *wire.Unsubscribe) {
-	for _, f := range unsub.Filters {
-		// Filters compare literally [MQTT-3.10.4-1]; in-flight messages still
-		// complete [MQTT-3.10.4-3].
-		s.removeSub(c.sess, f)
-	}
-	c.out.sendAck(wire.UNSUBACK, unsub.PacketID) // [MQTT-3.10.4-4] [MQTT-3.10.4-5]
-}
-
-func (s *Shard) addSub(sess *session, filter string, qos byte) {
-	if _, exists := sess.subs[filter]; !exists {
-		local := s.subs[filter]
-		if local == nil {
-			local = make(map[*session]byte)
-			s.subs[filter] = local
-			s.b.tree.Add(filter, s.index)
-		}
-		local[sess] = qos
-		s.b.stats.subscriptions.Add(1)
-	} else {
-		s.subs[filter][sess] = qos
-	}
-	sess.subs[filter] = qos
-}
-
-func (s *Shard) removeSub(sess *session, filter string) {
-	if _, exists := sess.subs[filter]; !exists {
-		return
-	}
-	delete(sess.subs, filter)
-	local := s.subs[filter]
-	delete(local, sess)
-	if len(local) == 0 {
-		delete(s.subs, filter)
-		s.b.tree.Remove(filter, s.index)
-	}
-	s.b.stats.subscriptions.Add(-1)
-}
-
-// retryClock is the time an in-flight message is stamped with when it is
-// sent; it is read only when in-session retry is on.
-func (s *Shard) retryClock() int64 {
-	if s.b.cfg.RetryInterval > 0 {
-		return time.Now().UnixNano()
-	}
-	return 0
-}
-
-// retryInflight re-sends in-flight messages older than the retry interval
-// (an operator option for lossy links; 3.1.1 itself only resends on
-// reconnect). Resends go out in the original order.
-func (s *Shard) retryInflight() {
-	interval := s.b.cfg.RetryInterval
-	limit := s.b.cfg.RetryLimit
-	now := time.Now().UnixNano()
-	for _, sess := range s.sessions {
-		c := sess.c
-		if c == nil {
-			continue
-		}
-		for _, m := range sess.inflight {
-			if now-m.sentAt < int64(interval) || (limit > 0 && m.retries >= limit) {
-				continue
-			}
-			m.retries++
-			m.sentAt = now
-			if m.released {
-				c.out.sendAck(wire.PUBREL, m.id)
-			} else {
-				s.writePublish(c, m, true)
-			}
-		}
-	}
-}
-
-// shutdown closes every connection this shard owns.
+// shutdown commits what is pending, closes the log and every connection.
 func (s *Shard) shutdown() {
+	if s.p != nil {
+		if err := s.p.commit(); err != nil {
+			s.b.cfg.Logger.Error("shard log commit at shutdown failed", "shard", s.index, "err", err)
+		}
+		if err := s.p.close(); err != nil {
+			s.b.cfg.Logger.Error("shard log close failed", "shard", s.index, "err", err)
+		}
+	}
 	for _, sess := range s.sessions {
 		if sess.c != nil {
 			sess.c.out.close()
+		}
+		if w := sess.waiting; w != nil {
+			w.c.out.close()
 		}
 	}
 }

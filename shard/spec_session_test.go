@@ -557,13 +557,9 @@ func TestPahoRedeliversUnacknowledged(t *testing.T) {
 // A client acknowledges a delivery, sends DISCONNECT, closes, and
 // reconnects at once. Everything it sent on the old connection had arrived
 // before the new connection was opened, so the acknowledged message must
-// not be sent again. Today the new CONNECT often reaches the shard before
-// the old connection's reader has read those bytes: the takeover detaches
-// the old connection and what it sent is dropped.
+// not be sent again: the new CONNECT waits until the old connection's
+// reader has passed on what it read.
 func TestSessionAckBeforeImmediateReconnectIsKept(t *testing.T) {
-	t.Skip("BUG: a takeover detaches the old connection before its reader has posted the packets already received on it " +
-		"(PUBACK/PUBREC/PUBCOMP, DISCONNECT), so an immediate reconnect gets acknowledged messages again with DUP=1, " +
-		"and a will is published although DISCONNECT was sent; the new CONNECT has to wait until the old reader has drained")
 	b := runBroker(t, Config{})
 	id := b.idOnShard("sub", 1)
 	sub, _ := b.connect(t, id, false)
@@ -608,4 +604,38 @@ func TestSessionQueueLimitDefault(t *testing.T) {
 		require.Equal(t, strconv.Itoa(i), string(p.Payload)) // the oldest 1000, in order
 	}
 	sub.expectSilence(100 * time.Millisecond)
+}
+
+// A client with a will sends DISCONNECT, closes and reconnects at once: the
+// DISCONNECT it sent first still discards the will [MQTT-3.14.4-3].
+func TestSessionDisconnectBeforeImmediateReconnectDiscardsWill(t *testing.T) {
+	b := runBroker(t, Config{})
+	watcher, _ := b.connect(t, "watcher", true)
+	watcher.subscribeOK("will/x", 0)
+	for range 30 {
+		c := b.dial(t)
+		ack := c.connect(&wire.Connect{ClientID: "willing", CleanSession: true, WillFlag: true, WillTopic: "will/x", WillMessage: []byte("gone")})
+		require.Equal(t, wire.Accepted, ack.ReturnCode)
+		c.send(&wire.Disconnect{})
+		c.conn.Close()
+	}
+	c, _ := b.connect(t, "willing", true)
+	c.ping()
+	watcher.expectSilence(200 * time.Millisecond) // [MQTT-3.14.4-3]
+}
+
+// A new connection takes over a silent one after the takeover grace: the
+// old socket is closed and its will published [MQTT-3.1.4-2].
+func TestSessionTakeoverOfSilentConnection(t *testing.T) {
+	b := runBroker(t, Config{TakeoverGrace: 100 * time.Millisecond})
+	watcher, _ := b.connect(t, "watcher", true)
+	watcher.subscribeOK("will/silent", 0)
+	old := b.dial(t)
+	require.Equal(t, wire.Accepted, old.connect(&wire.Connect{ClientID: "dev", CleanSession: false, WillFlag: true, WillTopic: "will/silent", WillMessage: []byte("bye")}).ReturnCode)
+	start := time.Now()
+	_, ack := b.connect(t, "dev", false)
+	require.True(t, ack.SessionPresent)
+	require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "waited for the grace")
+	old.expectClosed()                                               // [MQTT-3.1.4-2]
+	require.Equal(t, "bye", string(watcher.expectPublish().Payload)) // [MQTT-3.1.2-8]
 }

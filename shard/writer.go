@@ -30,7 +30,7 @@ type outbound struct {
 	notify    func() // called (without mu) when wantSpace is satisfied
 }
 
-// queued reports the bytes waiting to be written.
+// queued reports the bytes waiting to be written. Called with mu held.
 func (o *outbound) queued() int {
 	if o.pending == nil {
 		return 0
@@ -38,50 +38,47 @@ func (o *outbound) queued() int {
 	return len(o.pending.B)
 }
 
-// hasRoom reports whether the queue is under its byte limit; when it is not,
-// the caller's notify fires once it drains.
-func (o *outbound) hasRoom() bool {
+// queuedBytes reports the bytes waiting to be written.
+func (o *outbound) queuedBytes() int {
 	o.mu.Lock()
-	ok := !o.closed && o.queued() < o.b.cfg.MaxOutboundBytes
-	if !ok && !o.closed {
-		o.wantSpace = true
-	}
+	n := o.queued()
 	o.mu.Unlock()
-	return ok
+	return n
 }
 
-// sendPublish queues a PUBLISH. With droppable set (QoS 0) it is dropped when
-// the queue is over its byte limit; it reports whether it was queued.
-func (o *outbound) sendPublish(p *wire.Publish, droppable bool) bool {
-	o.mu.Lock()
-	if o.closed || (droppable && o.queued() >= o.b.cfg.MaxOutboundBytes) {
-		o.mu.Unlock()
-		return false
-	}
-	o.buffer()
-	o.pending.B = p.Append(o.pending.B)
-	o.kick()
-	o.mu.Unlock()
-	return true
-}
-
-// sendAck queues one of the four-byte acknowledgements (PUBACK, PUBREC,
-// PUBREL, PUBCOMP, UNSUBACK) without going through an interface.
-func (o *outbound) sendAck(t wire.Type, id uint16) {
-	flags := byte(0)
-	if t == wire.PUBREL {
-		flags = 0x02 // [MQTT-3.6.1-1]
-	}
+// write queues encoded packets (a shard's staged batch for this connection).
+func (o *outbound) write(b []byte) {
 	o.mu.Lock()
 	if !o.closed {
 		o.buffer()
-		o.pending.B = append(o.pending.B, byte(t)<<4|flags, 2, byte(id>>8), byte(id))
+		o.pending.B = append(o.pending.B, b...)
 		o.kick()
 	}
 	o.mu.Unlock()
 }
 
-// send queues any packet; used for the rarer ones (CONNACK, SUBACK, PINGRESP).
+// requestSpace asks for notify once the queue is under its byte limit; if it
+// already is, notify runs now.
+func (o *outbound) requestSpace() {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	if o.queued() >= o.b.cfg.MaxOutboundBytes {
+		o.wantSpace = true
+		o.mu.Unlock()
+		return
+	}
+	notify := o.notify
+	o.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+}
+
+// send queues a packet from the connection's reader (PINGRESP, a refusing
+// CONNACK); shards stage theirs and write them in batches.
 func (o *outbound) send(p wire.Packet) {
 	o.mu.Lock()
 	if !o.closed {

@@ -98,6 +98,9 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--max-packet-size", "lots"}, "is not a size"},
 		{[]string{"--connect-timeout", "10"}, "connect-timeout"},
+		{[]string{"--persistence", "maybe"}, "--persistence \"maybe\": want on or off"},
+		{[]string{"--fsync", "sometimes"}, "want always or interval:<duration>"},
+		{[]string{"--fsync", "interval:0s"}, "want always or interval:<duration>"},
 	} {
 		cmd := exec.Command(bin, append(tc.args, "--data-dir", t.TempDir())...)
 		out, err := cmd.CombinedOutput()

@@ -31,6 +31,8 @@ func serveCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT`; repeat for several"},
 			&cli.IntFlag{Name: "shards", Value: runtime.NumCPU(), Usage: "number of shards (session-owning goroutines)"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "directory for durable state, created if missing"},
+			&cli.StringFlag{Name: "persistence", Value: "on", Usage: "on: persistent sessions and retained messages survive restarts and kill -9; off: everything in memory"},
+			&cli.StringFlag{Name: "fsync", Value: "always", Usage: "always: acknowledge QoS 1/2 only after fsync; interval:<duration> (e.g. interval:1s): fsync on a timer, faster, may lose the last interval on power loss"},
 			&cli.GenericFlag{Name: "max-packet-size", Value: newSize(d.MaxPacketSize), Usage: "largest packet accepted (e.g. 16MiB); a larger one closes the connection before its payload is read"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT"},
 			&cli.IntFlag{Name: "max-client-id-length", Value: d.MaxClientIDLen, Usage: "longest client id accepted (bytes); longer ids get CONNACK 0x02"},
@@ -69,7 +71,19 @@ func runServe(cctx *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("cannot create --data-dir %s: %v", dataDir, err), 1)
 	}
 
+	persist, err := parsePersistence(cctx.String("persistence"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	fsyncInterval, err := parseFsync(cctx.String("fsync"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+
 	cfg := shard.Config{
+		Persistence:       persist,
+		DataDir:           dataDir,
+		FsyncInterval:     fsyncInterval,
 		Shards:            cctx.Int("shards"),
 		MaxPacketSize:     sizeFlag(cctx, "max-packet-size"),
 		ConnectTimeout:    cctx.Duration("connect-timeout"),
@@ -103,14 +117,24 @@ func runServe(cctx *cli.Context) error {
 		lns = append(lns, ln)
 	}
 
-	b := shard.New(cfg)
+	b, err := shard.New(cfg)
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return cli.Exit(err.Error(), 1)
+	}
 	errc := make(chan error, len(lns))
 	var names []string
 	for i, ln := range lns {
 		names = append(names, specs[i].Scheme+"://"+ln.Addr().String())
 		go func() { errc <- b.Serve(ln) }()
 	}
-	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir)
+	durability := "persistence=off"
+	if persist {
+		durability = "fsync=" + cctx.String("fsync")
+	}
+	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s %s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir, durability)
 
 	var serveErr error
 	select {
@@ -132,6 +156,30 @@ func runServe(cctx *cli.Context) error {
 		return cli.Exit(serveErr.Error(), 1)
 	}
 	return nil
+}
+
+func parsePersistence(v string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("--persistence %q: want on or off", v)
+}
+
+// parseFsync reads --fsync: "always" (0) or "interval:<duration>".
+func parseFsync(v string) (time.Duration, error) {
+	if v == "always" {
+		return 0, nil
+	}
+	if rest, ok := strings.CutPrefix(v, "interval:"); ok {
+		d, err := time.ParseDuration(rest)
+		if err == nil && d > 0 {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("--fsync %q: want always or interval:<duration> such as interval:1s", v)
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

@@ -1,0 +1,211 @@
+package shard
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"iotd/wal"
+)
+
+// Record types of the retained log.
+const (
+	recRetainSet byte = 20 // topic, payload, qos
+	recRetainDel byte = 21 // topic
+)
+
+const retainSnapshotVersion = 1
+
+// retainOp is one retained update to make durable; t is released once it is.
+type retainOp struct {
+	topic []byte
+	msg   *Message // nil deletes
+	t     *ticket
+}
+
+// retainLog makes retained messages durable in a log of their own, written
+// by one goroutine with group commit: every shard posts its retained updates
+// here, and the publish is acknowledged once the update is on disk.
+type retainLog struct {
+	log          *wal.Log
+	dir          string
+	snapshotPath string
+	compactAt    int64
+	logger       *slog.Logger
+
+	mu     sync.Mutex
+	ops    []retainOp
+	signal chan struct{}
+
+	// current is the retained state as the log describes it; only the
+	// writer goroutine touches it.
+	current map[string]*Message
+	failed  error
+	enc     wal.Encoder
+}
+
+func openRetainLog(dir string, opts wal.Options, compactAt int64) (*retainLog, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	log, repair, err := wal.Open(filepath.Join(dir, "wal"), opts)
+	if err != nil {
+		return nil, err
+	}
+	if repair.Truncated && opts.Logger != nil {
+		opts.Logger.Warn("repaired a torn log tail", "file", repair.File, "offset", repair.Offset, "dropped_bytes", repair.DroppedBytes)
+	}
+	r := &retainLog{
+		log:          log,
+		dir:          dir,
+		snapshotPath: filepath.Join(dir, "snapshot"),
+		compactAt:    compactAt,
+		logger:       opts.Logger,
+		signal:       make(chan struct{}, 1),
+		current:      make(map[string]*Message),
+	}
+	return r, nil
+}
+
+// load reads the snapshot and replays the log after it.
+func (r *retainLog) load() (map[string]*Message, error) {
+	index, data, err := wal.ReadSnapshot(r.snapshotPath)
+	switch {
+	case err == nil:
+		d := wal.NewDecoder(data)
+		if v := d.Uvarint(); v != retainSnapshotVersion {
+			return nil, fmt.Errorf("%s: snapshot version %d, want %d", r.snapshotPath, v, retainSnapshotVersion)
+		}
+		for n := d.Uvarint(); n > 0 && d.Err() == nil; n-- {
+			m := decodeMessage(&d)
+			r.current[string(m.Topic)] = m
+		}
+		if err := d.Err(); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.snapshotPath, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		index = 0
+	default:
+		return nil, err
+	}
+	err = r.log.Replay(index, func(i uint64, typ byte, payload []byte) error {
+		d := wal.NewDecoder(payload)
+		switch typ {
+		case recRetainSet:
+			m := decodeMessage(&d)
+			r.current[string(m.Topic)] = m
+		case recRetainDel:
+			delete(r.current, string(d.Bytes()))
+		default:
+			return fmt.Errorf("%s record %d: unknown record type %d", r.dir, i, typ)
+		}
+		if err := d.Err(); err != nil {
+			return fmt.Errorf("%s record %d: %w", r.dir, i, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.current, nil
+}
+
+// post queues an update; it never blocks.
+func (r *retainLog) post(op retainOp) {
+	r.mu.Lock()
+	r.ops = append(r.ops, op)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// run is the writer goroutine.
+func (r *retainLog) run(quit <-chan struct{}) {
+	var batch []retainOp
+	for {
+		select {
+		case <-quit:
+			r.drain(batch)
+			return
+		case <-r.signal:
+		}
+		batch = r.drain(batch)
+	}
+}
+
+// drain writes every queued update with one commit and releases their tickets.
+func (r *retainLog) drain(batch []retainOp) []retainOp {
+	r.mu.Lock()
+	batch, r.ops = r.ops, batch[:0]
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return batch
+	}
+	for _, op := range batch {
+		if op.msg == nil {
+			r.enc.AppendBytes(op.topic)
+			r.log.Append(recRetainDel, r.enc.B)
+			delete(r.current, string(op.topic))
+		} else {
+			encodeMessage(&r.enc, op.msg)
+			r.log.Append(recRetainSet, r.enc.B)
+			r.current[string(op.topic)] = op.msg
+		}
+		r.enc.B = r.enc.B[:0]
+	}
+	if err := r.commit(); err == nil {
+		for _, op := range batch {
+			if op.t != nil {
+				op.t.release()
+			}
+		}
+		if r.compactAt > 0 && r.log.Size() >= r.compactAt {
+			if err := r.snapshot(); err != nil {
+				r.logger.Error("retained log snapshot failed; the log keeps growing until it succeeds", "dir", r.dir, "err", err)
+			}
+		}
+	}
+	clear(batch)
+	return batch[:0]
+}
+
+func (r *retainLog) commit() error {
+	if r.failed != nil {
+		return r.failed
+	}
+	if err := r.log.Commit(); err != nil {
+		r.failed = fmt.Errorf("write %s: %w", r.dir, err)
+		r.logger.Error("retained log write failed: retained QoS 1/2 publishes are no longer acknowledged", "dir", r.dir, "err", err)
+		return r.failed
+	}
+	return nil
+}
+
+func (r *retainLog) snapshot() error {
+	var e wal.Encoder
+	e.AppendUvarint(retainSnapshotVersion)
+	e.AppendUvarint(uint64(len(r.current)))
+	for _, m := range r.current {
+		encodeMessage(&e, m)
+	}
+	index := r.log.LastIndex()
+	if err := wal.WriteSnapshot(r.snapshotPath, index, e.B); err != nil {
+		return err
+	}
+	return r.log.TruncateFront(index)
+}
+
+func (r *retainLog) close() error { return r.log.Close() }
+
+// encodeMessage lays out a message as decodeMessage reads it.
+func encodeMessage(e *wal.Encoder, m *Message) {
+	e.AppendBytes(m.Topic)
+	e.AppendBytes(m.Payload)
+	e.AppendByte(m.QoS)
+	e.AppendByte(boolByte(m.Retain))
+}
