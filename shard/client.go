@@ -142,12 +142,16 @@ func (c *client) refuse(code byte) {
 // the reason the connection ended, or "" after a DISCONNECT.
 func (c *client) readLoop(r *wire.Reader) string {
 	var pub wire.Publish
+	if c.keepAlive == 0 {
+		c.conn.SetReadDeadline(time.Time{}) // no keep-alive: only the connect timeout applied
+	}
 	for {
-		if c.keepAlive > 0 {
-			// [MQTT-3.1.2-24] one and a half times the keep-alive.
+		if c.keepAlive > 0 && r.Buffered() == 0 {
+			// [MQTT-3.1.2-24] one and a half times the keep-alive. Re-armed
+			// only before the reader may block: packets already buffered
+			// arrived in time, and a deadline per packet costs a clock read
+			// and a timer update on the hot path.
 			c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
-		} else {
-			c.conn.SetReadDeadline(time.Time{})
 		}
 		fh, body, err := r.ReadPacket()
 		if err != nil {

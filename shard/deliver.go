@@ -160,7 +160,12 @@ func (s *Shard) deliverLocal(msg *Message, filters []string) {
 	s.mark++
 	touched := s.touched[:0]
 	for _, f := range filters {
-		for sess, qos := range s.subs[f] {
+		local := s.subs[f]
+		if local == nil {
+			continue // unsubscribed since the publisher's shard matched it
+		}
+		for _, e := range local.list {
+			sess, qos := e.sess, e.qos
 			if sess.deliverMark != s.mark {
 				sess.deliverMark = s.mark
 				sess.deliverQoS = qos

@@ -26,7 +26,7 @@ type Shard struct {
 	// subs is this shard's half of the subscription index: filter -> the
 	// local sessions subscribed to it with their granted QoS. The shared
 	// topic tree only records which shards hold a filter.
-	subs map[string]map[*session]byte
+	subs map[string]*localSubs
 	p    *persister // nil when persistence is off
 
 	iter      uint64    // loop iteration, for per-iteration client state
@@ -52,7 +52,7 @@ func newShard(b *Broker, index int) *Shard {
 		b:        b,
 		mb:       newMailbox(b.cfg.MailboxSize, b.quit),
 		sessions: make(map[string]*session),
-		subs:     make(map[string]map[*session]byte),
+		subs:     make(map[string]*localSubs),
 		outbox:   make([][]event, b.cfg.Shards),
 	}
 }

@@ -44,17 +44,9 @@ func (s *Shard) handleUnsubscribe(c *client, unsub *wire.Unsubscribe) {
 
 func (s *Shard) addSub(sess *session, filter string, qos byte) {
 	if _, exists := sess.subs[filter]; !exists {
-		local := s.subs[filter]
-		if local == nil {
-			local = make(map[*session]byte)
-			s.subs[filter] = local
-			s.b.tree.Add(filter, s.index)
-		}
-		local[sess] = qos
 		s.b.stats.subscriptions.Add(1)
-	} else {
-		s.subs[filter][sess] = qos
 	}
+	s.localSubs(filter).set(sess, qos)
 	sess.subs[filter] = qos
 	if s.durable(sess) {
 		s.p.sub(sess.id, filter, qos)
@@ -69,8 +61,8 @@ func (s *Shard) removeSub(sess *session, filter string, log bool) {
 	}
 	delete(sess.subs, filter)
 	local := s.subs[filter]
-	delete(local, sess)
-	if len(local) == 0 {
+	local.remove(sess)
+	if local.len() == 0 {
 		delete(s.subs, filter)
 		s.b.tree.Remove(filter, s.index)
 	}
@@ -82,12 +74,18 @@ func (s *Shard) removeSub(sess *session, filter string, log bool) {
 
 // restoreSub indexes a subscription recovered from the log.
 func (s *Shard) restoreSub(sess *session, filter string, qos byte) {
+	s.localSubs(filter).set(sess, qos)
+	s.b.stats.subscriptions.Add(1)
+}
+
+// localSubs returns the shard's subscriber list for filter, creating it
+// (and announcing the filter in the shared tree) on first use.
+func (s *Shard) localSubs(filter string) *localSubs {
 	local := s.subs[filter]
 	if local == nil {
-		local = make(map[*session]byte)
+		local = &localSubs{}
 		s.subs[filter] = local
 		s.b.tree.Add(filter, s.index)
 	}
-	local[sess] = qos
-	s.b.stats.subscriptions.Add(1)
+	return local
 }
