@@ -10,13 +10,13 @@ import (
 
 // Spec is a parsed listener URL.
 type Spec struct {
-	Scheme string // tcp
+	Scheme string // tcp or tls
 	Addr   string // host:port
 	URL    string // as the operator wrote it
 }
 
-// Parse reads a listener URL such as tcp://127.0.0.1:1883. A bare host:port
-// means tcp.
+// Parse reads a listener URL such as tcp://127.0.0.1:1883 or
+// tls://0.0.0.0:8883. A bare host:port means tcp.
 func Parse(raw string) (Spec, error) {
 	s := raw
 	if !strings.Contains(s, "://") {
@@ -27,9 +27,9 @@ func Parse(raw string) (Spec, error) {
 		return Spec{}, fmt.Errorf("listener %q: %v", raw, err)
 	}
 	switch u.Scheme {
-	case "tcp":
+	case "tcp", "tls":
 	default:
-		return Spec{}, fmt.Errorf("listener %q: unsupported scheme %q (supported: tcp)", raw, u.Scheme)
+		return Spec{}, fmt.Errorf("listener %q: unsupported scheme %q (supported: tcp, tls)", raw, u.Scheme)
 	}
 	if u.Host == "" {
 		return Spec{}, fmt.Errorf("listener %q: missing host:port", raw)
@@ -43,8 +43,12 @@ func Parse(raw string) (Spec, error) {
 	return Spec{Scheme: u.Scheme, Addr: u.Host, URL: raw}, nil
 }
 
-// Listen binds the listener described by spec.
+// Listen binds the listener described by spec. A tls:// listener needs a
+// certificate: bind it with ListenTLS.
 func Listen(spec Spec) (net.Listener, error) {
+	if spec.Scheme == "tls" {
+		return nil, fmt.Errorf("listen on %s: a tls:// listener needs a certificate (ListenTLS)", spec.URL)
+	}
 	ln, err := net.Listen("tcp", spec.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", spec.URL, err)
