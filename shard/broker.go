@@ -147,12 +147,17 @@ type Broker struct {
 	idSeq       atomic.Uint64
 	stats       stats
 	limitLogged sync.Map // limit name -> *atomic.Int64 (unix nanos last logged)
+	started     time.Time
 }
 
+// stats are broker-wide counters of rare events; per-message counters live
+// in each shard (shardStats) so that cores never share a hot cache line.
 type stats struct {
 	droppedQoS0      atomic.Int64
 	droppedQueueFull atomic.Int64
 	subscriptions    atomic.Int64
+	connectionsTotal atomic.Int64
+	refused          sync.Map // reason -> *atomic.Int64
 }
 
 // New creates a broker, recovers its durable state and starts its shards.
@@ -166,6 +171,7 @@ func New(cfg Config) (*Broker, error) {
 		retained: topictree.NewRetained[*Message](),
 		quit:     make(chan struct{}),
 		idPrefix: "iotd-" + hex.EncodeToString(nonce[:]) + "-",
+		started:  time.Now(),
 	}
 	b.conns.init()
 	b.shards = make([]*Shard, cfg.Shards)
@@ -246,6 +252,7 @@ func isTemporary(err error) bool {
 // false (and closes conn) if the broker is shutting down.
 func (b *Broker) ServeConn(conn net.Conn) bool {
 	c := newClient(b, conn)
+	b.stats.connectionsTotal.Add(1)
 	key := b.conns.add(c)
 	ok := b.goroutines.start(func() {
 		defer b.conns.remove(key)
@@ -316,26 +323,6 @@ func (b *Broker) logLimit(limit, msg string, args ...any) {
 }
 
 const limitLogEvery = 10 * time.Second
-
-// Stats is a snapshot of broker counters.
-type Stats struct {
-	Connections      int
-	Subscriptions    int64
-	Retained         int
-	DroppedQoS0      int64
-	DroppedQueueFull int64
-}
-
-// Stats returns current counters.
-func (b *Broker) Stats() Stats {
-	return Stats{
-		Connections:      b.conns.len(),
-		Subscriptions:    b.stats.subscriptions.Load(),
-		Retained:         b.retained.Len(),
-		DroppedQoS0:      b.stats.droppedQoS0.Load(),
-		DroppedQueueFull: b.stats.droppedQueueFull.Load(),
-	}
-}
 
 // group tracks the broker's goroutines and refuses new ones once shutdown
 // has begun, so Close can wait for all of them.

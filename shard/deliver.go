@@ -13,6 +13,8 @@ const maxPendingAcks = 65535
 
 func (s *Shard) handlePublish(c *client, ev *event) {
 	msg := ev.msg
+	s.stats.received[msg.QoS].Add(1)
+	s.stats.receivedBytes.Add(int64(len(msg.Payload)))
 	switch msg.QoS {
 	case 0:
 		s.route(msg, nil)
@@ -87,6 +89,7 @@ func (s *Shard) handlePubrel(c *client, id uint16) {
 // retained store is updated, and the message goes to every matching session.
 func (s *Shard) route(msg *Message, t *ticket) {
 	if isSysTopic(msg.Topic) {
+		s.stats.droppedSys.Add(1)
 		s.b.logDebug("dropped client publish to $SYS", "topic", string(msg.Topic))
 		return
 	}
@@ -218,6 +221,7 @@ func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded
 		s.p.enqueue(sess.id, msg, qos, retain)
 	}
 	sess.queue.push(p)
+	s.stats.queued.Add(1)
 }
 
 // hasRoom reports whether c takes another QoS 1/2 message now; when it does
@@ -232,6 +236,8 @@ func (s *Shard) hasRoom(c *client) bool {
 }
 
 func (s *Shard) stagePublish(c *client, p *wire.Publish) {
+	s.stats.sent[p.QoS].Add(1)
+	s.stats.sentBytes.Add(int64(len(p.Payload)))
 	buf := s.stageBuffer(c)
 	buf.B = p.Append(buf.B)
 }
@@ -244,6 +250,7 @@ func (s *Shard) fillInflight(sess *session) {
 		if !s.hasRoom(c) {
 			return
 		}
+		s.stats.queued.Add(-1)
 		s.sendInflight(sess, sess.queue.pop())
 	}
 }
@@ -251,6 +258,7 @@ func (s *Shard) fillInflight(sess *session) {
 func (s *Shard) sendInflight(sess *session, p pending) {
 	m := &outMsg{id: sess.nextPacketID(), msg: p.msg, qos: p.qos, retain: p.retain, sentAt: s.retryClock()}
 	sess.addInflight(m)
+	s.stats.inflight.Add(1)
 	if s.durable(sess) {
 		s.p.idRecord(recSend, sess.id, m.id)
 	}
@@ -275,6 +283,7 @@ func (s *Shard) handleAck(sess *session, id uint16, qos byte) {
 		return // an ack that does not fit the state machine is ignored
 	}
 	sess.removeInflight(i) // the id is free again [MQTT-2.3.1-4]
+	s.stats.inflight.Add(-1)
 	if s.durable(sess) {
 		s.p.idRecord(recAck, sess.id, id)
 	}

@@ -92,6 +92,9 @@ func (b *Broker) openStorage() error {
 func (s *Shard) restore(st *durableState) {
 	for id, sess := range st.sessions {
 		s.sessions[id] = sess
+		s.stats.sessions.Add(1)
+		s.stats.queued.Add(int64(sess.queue.len()))
+		s.stats.inflight.Add(int64(len(sess.inflight)))
 		for filter, qos := range sess.subs {
 			s.restoreSub(sess, filter, qos)
 		}

@@ -26,8 +26,9 @@ type Shard struct {
 	// subs is this shard's half of the subscription index: filter -> the
 	// local sessions subscribed to it with their granted QoS. The shared
 	// topic tree only records which shards hold a filter.
-	subs map[string]*localSubs
-	p    *persister // nil when persistence is off
+	subs  map[string]*localSubs
+	p     *persister // nil when persistence is off
+	stats shardStats
 
 	iter      uint64    // loop iteration, for per-iteration client state
 	staged    []*client // clients with output staged in this iteration
@@ -86,6 +87,7 @@ func (s *Shard) run() {
 			continue
 		}
 		s.iter++
+		start := time.Now()
 		fromShards, fromReaders := s.mb.pop()
 		for i := range fromShards {
 			s.handle(&fromShards[i])
@@ -94,6 +96,7 @@ func (s *Shard) run() {
 			s.handle(&fromReaders[i])
 		}
 		s.endIteration()
+		s.stats.loop.observe(time.Since(start))
 		s.mb.recycle(fromShards, fromReaders)
 	}
 }
@@ -103,7 +106,18 @@ func (s *Shard) run() {
 func (s *Shard) endIteration() {
 	s.flushOutbox()
 	if s.p != nil {
-		if err := s.p.commit(); err != nil {
+		var start time.Time
+		pending := s.p.log.Pending() > 0
+		if pending {
+			start = time.Now()
+		}
+		err := s.p.commit()
+		if pending {
+			s.stats.fsync.observe(time.Since(start))
+			s.stats.logBytes.Store(s.p.log.Size())
+		}
+		if err != nil {
+			s.stats.logFailed.Store(true)
 			if s.commitErr == nil {
 				s.commitErr = err
 				s.b.cfg.Logger.Error("shard log write failed: QoS 1/2 publishes touching this shard are no longer acknowledged; QoS 0 keeps flowing", "shard", s.index, "err", err)
@@ -214,6 +228,7 @@ func (s *Shard) handleConnect(c *client, cp *wire.Connect) {
 	if sess == nil {
 		sess = newSession(cp.ClientID, cp.CleanSession)
 		s.sessions[cp.ClientID] = sess
+		s.stats.sessions.Add(1)
 		if s.durable(sess) {
 			s.p.clientRecord(recSession, sess.id)
 		}
@@ -311,10 +326,14 @@ func (s *Shard) dropSession(sess *session) {
 	for filter := range sess.subs {
 		s.removeSub(sess, filter, false)
 	}
+	s.stats.inflight.Add(-int64(len(sess.inflight)))
+	s.stats.queued.Add(-int64(sess.queue.len()))
 	sess.inflight = nil
+	sess.idBits = nil
 	sess.queue.clear()
 	if s.sessions[sess.id] == sess {
 		delete(s.sessions, sess.id)
+		s.stats.sessions.Add(-1)
 	}
 	if durable {
 		s.p.clientRecord(recSessionDel, sess.id)
