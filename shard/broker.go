@@ -287,6 +287,21 @@ func (b *Broker) Close(ctx context.Context) error {
 	}
 }
 
+// Publish sends a message from the broker itself (such as $SYS statistics)
+// to every matching subscriber, as a retained message when retain is set.
+// Unlike client publishes it may use $SYS/ topics. It never blocks.
+func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) error {
+	if err := wire.ValidTopicName(topic); err != nil {
+		return fmt.Errorf("publish to %q: %w", topic, err)
+	}
+	if qos > 2 {
+		return fmt.Errorf("publish to %q: QoS %d", topic, qos)
+	}
+	msg := newMessage([]byte(topic), payload, qos, retain)
+	b.shardFor(topic).mb.pushShard(event{kind: evSysPublish, msg: msg})
+	return nil
+}
+
 func (b *Broker) shardFor(clientID string) *Shard {
 	return b.shards[xxhash.Sum64String(clientID)%uint64(len(b.shards))]
 }

@@ -36,6 +36,7 @@ const (
 	evDeliver                      // another shard: a message matched filters held here
 	evWritable                     // writer: the outbound queue drained below its limit
 	evSettled                      // a ticket's last share was released: its ack may go out
+	evSysPublish                   // the broker publishes (e.g. $SYS statistics)
 )
 
 // event is one item in a shard's mailbox. Only the fields its kind needs are set.

@@ -166,6 +166,8 @@ func (s *Shard) handle(ev *event) {
 		}
 	case evSettled:
 		s.settle(ev.t)
+	case evSysPublish:
+		s.publish(ev.msg, nil)
 	case evWritable:
 		if ev.c.sess != nil && !ev.c.detached {
 			s.fillInflight(ev.c.sess)

@@ -35,3 +35,21 @@ func TestSmokePublishSubscribe(t *testing.T) {
 	sub.send(&wire.Pubcomp{PacketID: p.PacketID})
 	sub.ping()
 }
+
+// The broker's own publishes reach $SYS subscribers; clients cannot publish
+// there [MQTT-4.7.2-1 comments: $SYS is the broker's].
+func TestBrokerPublishSys(t *testing.T) {
+	b := runBroker(t, Config{})
+	sub, _ := b.connect(t, "sys", true)
+	sub.subscribe(1, wire.Subscription{Filter: "$SYS/#", QoS: 0})
+	require.NoError(t, b.Publish("$SYS/broker/uptime", []byte("5 seconds"), 0, true))
+	p := sub.expectPublish()
+	require.Equal(t, "$SYS/broker/uptime", string(p.Topic))
+	require.Equal(t, "5 seconds", string(p.Payload))
+	require.False(t, p.Retain, "live copy") // [MQTT-3.3.1-9]
+	late, _ := b.connect(t, "late", true)
+	late.subscribe(1, wire.Subscription{Filter: "$SYS/broker/+", QoS: 0})
+	p = late.expectPublish()
+	require.True(t, p.Retain) // [MQTT-3.3.1-8]
+	require.Error(t, b.Publish("a/+", nil, 0, false))
+}
