@@ -24,6 +24,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"iotd/auth"
 	"iotd/topictree"
 	"iotd/wire"
 )
@@ -55,6 +56,12 @@ type Config struct {
 	WriteTimeout time.Duration // a write that makes no progress this long closes the connection
 	MailboxSize  int           // reader events queued per shard before readers wait
 	Logger       *slog.Logger
+
+	// Security (authz.go). Auth holds the password file and the ACL; nil
+	// means neither. DenyAnonymous refuses, with CONNACK 0x05, clients that
+	// log in without a verified user name.
+	Auth          *auth.Store
+	DenyAnonymous bool
 }
 
 // DefaultConfig returns the defaults an operator gets with no flags.
@@ -146,7 +153,9 @@ type Broker struct {
 	idPrefix    string
 	idSeq       atomic.Uint64
 	stats       stats
-	limitLogged sync.Map // limit name -> *atomic.Int64 (unix nanos last logged)
+	limitLogged sync.Map    // limit name -> *atomic.Int64 (unix nanos last logged)
+	acl         *auth.Store // nil without an ACL file: the message path checks nothing
+	sec         securityStats
 	started     time.Time
 }
 
@@ -170,6 +179,7 @@ func New(cfg Config) (*Broker, error) {
 		tree:     topictree.New(),
 		retained: topictree.NewRetained[*Message](),
 		quit:     make(chan struct{}),
+		acl:      aclFor(&cfg),
 		idPrefix: "iotd-" + hex.EncodeToString(nonce[:]) + "-",
 		started:  time.Now(),
 	}
@@ -216,6 +226,11 @@ func (b *Broker) Config() Config { return b.cfg }
 // Serve accepts connections from ln until it fails or the broker closes. A
 // temporary accept error backs off instead of ending the loop.
 func (b *Broker) Serve(ln net.Listener) error {
+	return b.ServeListener(ln, ListenerOptions{})
+}
+
+// ServeListener is Serve with the listener's own settings (authz.go).
+func (b *Broker) ServeListener(ln net.Listener, opts ListenerOptions) error {
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -237,7 +252,7 @@ func (b *Broker) Serve(ln net.Listener) error {
 			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 		}
 		delay = 0
-		if !b.ServeConn(conn) {
+		if !b.serveConn(conn, &opts) {
 			return nil
 		}
 	}
@@ -251,15 +266,17 @@ func isTemporary(err error) bool {
 // ServeConn serves one connection on its own reader goroutine. It reports
 // false (and closes conn) if the broker is shutting down.
 func (b *Broker) ServeConn(conn net.Conn) bool {
+	return b.serveConn(conn, nil)
+}
+
+func (b *Broker) serveConn(conn net.Conn, opts *ListenerOptions) bool {
 	c := newClient(b, conn)
+	c.lopts = opts
 	b.stats.connectionsTotal.Add(1)
-	key := b.conns.add(c)
-	ok := b.goroutines.start(func() {
-		defer b.conns.remove(key)
-		c.serve()
-	})
+	c.connKey = b.conns.add(c)
+	ok := b.goroutines.start(c.serve)
 	if !ok {
-		b.conns.remove(key)
+		b.conns.remove(c.connKey)
 		conn.Close()
 	}
 	return ok

@@ -22,7 +22,10 @@ type client struct {
 	id        string // MQTT client id, set before the CONNECT is posted
 	shard     *Shard
 	keepAlive time.Duration
-	ready     chan struct{} // closed by the shard once CONNACK is queued
+	ready     chan struct{}    // closed by the shard once CONNACK is queued
+	connKey   uint64           // key in the broker's connection set
+	lopts     *ListenerOptions // the listener's settings; nil from ServeConn
+	ident     *identity        // who the ACL sees, set before the CONNECT is posted
 
 	// Owned by the shard goroutine after CONNECT.
 	sess         *session
@@ -62,13 +65,28 @@ func (c *client) writable() {
 // order to the client's shard. It returns when the connection ends.
 func (c *client) serve() {
 	r := wire.NewReader(c.conn, c.b.cfg.MaxPacketSize)
-	defer r.Release()
 	if !c.handshake(r) {
 		// Not close(): a refusal's CONNACK is still queued and must reach
 		// the client first [MQTT-3.2.2-5]; with nothing queued this closes now.
 		c.out.closeAfterFlush()
+		r.Release()
+		c.b.conns.remove(c.connKey)
 		return
 	}
+	// The handshake grew this goroutine's stack (CONNECT decoding,
+	// validation); an idle connection parks in Read for hours, so the read
+	// loop continues on a fresh goroutine with a minimal stack.
+	if !c.b.goroutines.start(func() { c.readUntilClosed(r) }) {
+		r.Release()
+		c.out.close()
+		c.b.conns.remove(c.connKey)
+	}
+}
+
+// readUntilClosed runs the read loop and reports how the connection ended.
+func (c *client) readUntilClosed(r *wire.Reader) {
+	defer c.b.conns.remove(c.connKey)
+	defer r.Release()
 	reason := c.readLoop(r)
 	if reason != "" {
 		c.shard.mb.pushReader(event{kind: evClosed, c: c, reason: reason})
@@ -112,6 +130,9 @@ func (c *client) handshake(r *wire.Reader) bool {
 			return false
 		}
 		c.will = newMessage([]byte(cp.WillTopic), cp.WillMessage, cp.WillQoS, cp.WillRetain)
+	}
+	if !c.authenticate(cp) {
+		return false // CONNACK 0x04 or 0x05 queued; nothing more is read [MQTT-3.1.4-5]
 	}
 	c.id = cp.ClientID
 	c.username = cp.Username
