@@ -15,6 +15,10 @@ func (s *Shard) handlePublish(c *client, ev *event) {
 	msg := ev.msg
 	s.stats.received[msg.QoS].Add(1)
 	s.stats.receivedBytes.Add(int64(len(msg.Payload)))
+	if s.b.acl != nil && !s.mayPublish(c, msg) {
+		s.refusePublish(c, ev) // acknowledged, not forwarded [MQTT-3.3.5-2]
+		return
+	}
 	switch msg.QoS {
 	case 0:
 		s.route(msg, nil)
@@ -192,6 +196,9 @@ func (s *Shard) deliverLocal(msg *Message, filters []string) {
 // subscription (unbounded set) are queued past the queue limit: the retained
 // store bounds them, and a subscriber must get all of them [MQTT-3.3.1-6].
 func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded bool) {
+	if s.b.acl != nil && !s.mayRead(sess, msg) {
+		return // checked per topic: a deny may cover part of a wildcard subscription
+	}
 	c := sess.c
 	if qos == 0 {
 		if c == nil {
@@ -251,7 +258,12 @@ func (s *Shard) fillInflight(sess *session) {
 			return
 		}
 		s.stats.queued.Add(-1)
-		s.sendInflight(sess, sess.queue.pop())
+		p := sess.queue.pop()
+		if s.b.acl != nil && !s.mayRead(sess, p.msg) {
+			s.dropQueued(sess) // not readable (any more): never sent
+			continue
+		}
+		s.sendInflight(sess, p)
 	}
 }
 

@@ -30,6 +30,10 @@ type session struct {
 	// waiting is a CONNECT for this session held until the current
 	// connection's reader has finished.
 	waiting *waitingConnect
+
+	// ident is who the ACL sees: the last client attached. nil for a
+	// session recovered from disk until its client connects (authz.go).
+	ident *identity
 }
 
 // idBitsThreshold is the in-flight count above which packet ids are tracked

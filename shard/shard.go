@@ -238,6 +238,7 @@ func (s *Shard) handleConnect(c *client, cp *wire.Connect) {
 		present = true // [MQTT-3.2.2-2]
 	}
 	sess.c = c
+	sess.ident = c.ident
 	c.sess = sess
 	c.accepted = true
 	// CONNACK is the first packet the client gets [MQTT-3.2.0-1]; the
@@ -269,6 +270,9 @@ func (s *Shard) refuseWaiting(w *waitingConnect) {
 // and every unacknowledged PUBREL, with their original packet ids and in their
 // original order [MQTT-4.4.0-1] [MQTT-4.6.0-1], then starts on the queue.
 func (s *Shard) resend(sess *session) {
+	if s.b.acl != nil {
+		s.dropUnreadableInflight(sess)
+	}
 	now := s.retryClock()
 	for _, m := range sess.inflight {
 		// The in-session retry timer and budget start again from this resend.
@@ -306,8 +310,10 @@ func (s *Shard) detach(c *client, reason string) {
 	}
 	if c.will != nil {
 		will := c.will
-		c.will = nil       // published at most once [MQTT-3.1.2-10]
-		s.route(will, nil) // client-supplied like a PUBLISH: never into $SYS
+		c.will = nil // published at most once [MQTT-3.1.2-10]
+		if s.b.acl == nil || s.willAllowed(c, will) {
+			s.route(will, nil) // client-supplied like a PUBLISH: never into $SYS
+		}
 	}
 	clear(c.acks)
 	c.acks = nil

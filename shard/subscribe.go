@@ -9,6 +9,10 @@ func (s *Shard) handleSubscribe(c *client, sub *wire.Subscribe) {
 	sess := c.sess
 	codes := make([]byte, len(sub.Subscriptions))
 	for i, t := range sub.Subscriptions {
+		if s.b.acl != nil && !s.maySubscribe(c, t.Filter) {
+			codes[i] = wire.SubackFailure // no read access [MQTT-3.9.3-1]
+			continue
+		}
 		if len(sess.subs) >= s.b.cfg.MaxSubscriptions {
 			if _, exists := sess.subs[t.Filter]; !exists {
 				codes[i] = wire.SubackFailure
