@@ -358,15 +358,19 @@ const limitLogEvery = 10 * time.Second
 
 // group tracks the broker's goroutines and refuses new ones once shutdown
 // has begun, so Close can wait for all of them.
+//
+// Starts share a read lock, so connections accepted and writers woken on
+// many cores do not queue behind each other; stop takes the write lock, so
+// every Add happens before Wait.
 type group struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	stopped bool
 	wg      sync.WaitGroup
 }
 
 func (g *group) start(fn func()) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	if g.stopped {
 		return false
 	}
