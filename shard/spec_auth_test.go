@@ -353,6 +353,7 @@ func TestACLSysReadAccess(t *testing.T) {
 topic read #
 user ops
 topic read $SYS/#
+topic deny $SYS/broker/secret
 user brokerwatch
 topic read $SYS/broker/#
 `
@@ -366,6 +367,16 @@ topic read $SYS/broker/#
 	// Writing to $SYS is never forwarded, ACL or not.
 	ops.publishAcked("$SYS/broker/fake", "x", false, 9)
 	ops.expectSilence(200 * time.Millisecond)
+
+	// The broker's own $SYS messages reach the clients that may read them,
+	// checked per topic like any delivery.
+	require.NoError(t, b.Publish("$SYS/broker/uptime", []byte("42"), 0, false))
+	require.NoError(t, b.Publish("$SYS/broker/secret", []byte("s"), 0, false))
+	ops.expectMessage("$SYS/broker/uptime", "42")
+	ops.expectSilence(200 * time.Millisecond) // "topic deny $SYS/broker/secret"
+	got := []string{string(bw.expectPublish().Topic), string(bw.expectPublish().Topic)} // two shards: any order
+	require.ElementsMatch(t, []string{"$SYS/broker/uptime", "$SYS/broker/secret"}, got)
+	plain.expectSilence(100 * time.Millisecond)
 }
 
 // A will is checked for write access when it would be published.
