@@ -94,7 +94,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--listen", "udp://127.0.0.1:0"}, "unsupported scheme"},
-		{[]string{"--shards", "0"}, "--shards must be at least 1"},
+		{[]string{"--shards", "-1"}, "--shards must be 0 (one per CPU) or more"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--max-packet-size", "lots"}, "is not a size"},
 		{[]string{"--connect-timeout", "10"}, "connect-timeout"},

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -28,8 +27,9 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the broker (the default command)",
 		Flags: []cli.Flag{
+			configFlag(),
 			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT`; repeat for several"},
-			&cli.IntFlag{Name: "shards", Value: runtime.NumCPU(), Usage: "number of shards (session-owning goroutines)"},
+			&cli.IntFlag{Name: "shards", Value: 0, Usage: "number of shards (session-owning goroutines); 0 = one per CPU"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "directory for durable state, created if missing"},
 			&cli.StringFlag{Name: "persistence", Value: "on", Usage: "on: persistent sessions and retained messages survive restarts and kill -9; off: everything in memory"},
 			&cli.StringFlag{Name: "fsync", Value: "always", Usage: "always: acknowledge QoS 1/2 only after fsync; interval:<duration> (e.g. interval:1s): fsync on a timer, faster, may lose the last interval on power loss"},
@@ -51,7 +51,12 @@ func serveCommand() *cli.Command {
 }
 
 func runServe(cctx *cli.Context) error {
-	logger, err := newLogger(cctx.String("log-level"), cctx.String("log-format"))
+	cfgState, err := applyConfig(cctx, serveCommand().Flags)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	logLevel := new(slog.LevelVar)
+	logger, err := newLogger(cctx.String("log-level"), cctx.String("log-format"), logLevel)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
@@ -63,8 +68,8 @@ func runServe(cctx *cli.Context) error {
 		}
 		specs = append(specs, spec)
 	}
-	if cctx.Int("shards") < 1 {
-		return cli.Exit(fmt.Sprintf("--shards must be at least 1, got %d", cctx.Int("shards")), 2)
+	if cctx.Int("shards") < 0 {
+		return cli.Exit(fmt.Sprintf("--shards must be 0 (one per CPU) or more, got %d", cctx.Int("shards")), 2)
 	}
 	dataDir := cctx.String("data-dir")
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
@@ -100,8 +105,8 @@ func runServe(cctx *cli.Context) error {
 
 	// Signals are caught from here on, so a stop request that arrives while
 	// starting up still shuts down cleanly.
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
 
 	// Bind every listener before accepting on any.
@@ -136,12 +141,25 @@ func runServe(cctx *cli.Context) error {
 	}
 	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s %s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir, durability)
 
+	// SIGHUP runs every reloader in turn (reload.go), without dropping
+	// connections. Whatever else can be reloaded appends here.
+	reloaders := []reloader{
+		{"log level", func() error { return reloadLogLevel(cfgState, logLevel, logger) }},
+	}
 	var serveErr error
-	select {
-	case sig := <-sigc:
-		logger.Info("shutting down", "signal", sig.String())
-	case serveErr = <-errc:
-		logger.Error("listener failed; shutting down", "err", serveErr)
+wait:
+	for {
+		select {
+		case sig := <-sigc:
+			if sig == syscall.SIGHUP {
+				reload(logger, reloaders)
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String())
+		case serveErr = <-errc:
+			logger.Error("listener failed; shutting down", "err", serveErr)
+		}
+		break wait
 	}
 	for _, ln := range lns {
 		ln.Close()
@@ -182,11 +200,17 @@ func parseFsync(v string) (time.Duration, error) {
 	return 0, fmt.Errorf("--fsync %q: want always or interval:<duration> such as interval:1s", v)
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+// newLogger builds the logger; its level is held in lv (when not nil) so
+// that SIGHUP can change it.
+func newLogger(level, format string, lv *slog.LevelVar) (*slog.Logger, error) {
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return nil, err
 	}
+	if lv == nil {
+		lv = new(slog.LevelVar)
+	}
+	lv.Set(l)
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
