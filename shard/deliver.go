@@ -14,7 +14,7 @@ const maxPendingAcks = 65535
 func (s *Shard) handlePublish(c *client, ev *event) {
 	msg := ev.msg
 	s.stats.received[msg.QoS].Add(1)
-	s.stats.receivedBytes.Add(int64(len(msg.Payload)))
+	s.stats.receivedBytes[msg.QoS].Add(int64(len(msg.Payload)))
 	if s.b.acl != nil && !s.mayPublish(c, msg) {
 		s.refusePublish(c, ev) // acknowledged, not forwarded [MQTT-3.3.5-2]
 		return
@@ -244,7 +244,7 @@ func (s *Shard) hasRoom(c *client) bool {
 
 func (s *Shard) stagePublish(c *client, p *wire.Publish) {
 	s.stats.sent[p.QoS].Add(1)
-	s.stats.sentBytes.Add(int64(len(p.Payload)))
+	s.stats.sentBytes[p.QoS].Add(int64(len(p.Payload)))
 	buf := s.stageBuffer(c)
 	buf.B = p.Append(buf.B)
 }

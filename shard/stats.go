@@ -9,9 +9,9 @@ import (
 // (so the atomics never contend); readers (metrics, $SYS) load them.
 type shardStats struct {
 	received      [3]atomic.Int64 // PUBLISH packets from clients, by QoS
-	receivedBytes atomic.Int64    // their payload bytes
+	receivedBytes [3]atomic.Int64 // their payload bytes, by QoS
 	sent          [3]atomic.Int64 // PUBLISH packets to clients, by QoS (resends included)
-	sentBytes     atomic.Int64
+	sentBytes     [3]atomic.Int64
 	droppedSys    atomic.Int64 // client publishes to $SYS/ dropped
 	queued        atomic.Int64 // QoS 1/2 messages waiting in session queues
 	inflight      atomic.Int64 // QoS 1/2 messages sent and not yet completed
@@ -80,8 +80,10 @@ type Stats struct {
 	Retained         int
 	Received         [3]int64 // PUBLISH packets from clients by QoS
 	ReceivedBytes    int64
+	ReceivedBytesQoS [3]int64 // ReceivedBytes by QoS
 	Sent             [3]int64 // PUBLISH packets to clients by QoS
 	SentBytes        int64
+	SentBytesQoS     [3]int64
 	DroppedQoS0      int64 // QoS 0 dropped for a full outbound queue
 	DroppedQueueFull int64 // QoS 1/2 dropped for a full session queue
 	DroppedSys       int64 // client publishes to $SYS/ dropped
@@ -112,9 +114,9 @@ func (b *Broker) Stats() Stats {
 		for q := range 3 {
 			st.Received[q] += ss.received[q].Load()
 			st.Sent[q] += ss.sent[q].Load()
+			st.ReceivedBytesQoS[q] += ss.receivedBytes[q].Load()
+			st.SentBytesQoS[q] += ss.sentBytes[q].Load()
 		}
-		st.ReceivedBytes += ss.receivedBytes.Load()
-		st.SentBytes += ss.sentBytes.Load()
 		st.DroppedSys += ss.droppedSys.Load()
 		st.Queued += ss.queued.Load()
 		st.Inflight += ss.inflight.Load()
@@ -126,6 +128,10 @@ func (b *Broker) Stats() Stats {
 			LogBytes:     ss.logBytes.Load(),
 			LogFailed:    ss.logFailed.Load(),
 		})
+	}
+	for q := range 3 {
+		st.ReceivedBytes += st.ReceivedBytesQoS[q]
+		st.SentBytes += st.SentBytesQoS[q]
 	}
 	return st
 }
