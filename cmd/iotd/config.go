@@ -35,10 +35,11 @@ var configChecks = map[string]func(string) error{
 		}
 		return nil
 	},
-	"persistence": func(v string) error { _, err := parsePersistence(v); return err },
-	"fsync":       func(v string) error { _, err := parseFsync(v); return err },
-	"log-level":   func(v string) error { _, err := parseLogLevel(v); return err },
-	"log-format":  func(v string) error { _, err := newLogger("info", v, nil); return err },
+	"persistence":     func(v string) error { _, err := parsePersistence(v); return err },
+	"fsync":           func(v string) error { _, err := parseFsync(v); return err },
+	"log-level":       func(v string) error { _, err := parseLogLevel(v); return err },
+	"log-format":      func(v string) error { _, err := newLogger("info", v, nil); return err },
+	"tls-client-auth": checkClientAuth,
 }
 
 // configState is where the settings came from, kept for SIGHUP.

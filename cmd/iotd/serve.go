@@ -26,9 +26,9 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the broker (the default command)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
-			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT`; repeat for several"},
+			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT` or tls://HOST:PORT (TLS settings: the --tls-* flags, shared by every tls:// listener); repeat for several"},
 			&cli.IntFlag{Name: "shards", Value: 0, Usage: "number of shards (session-owning goroutines); 0 = one per CPU"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "directory for durable state, created if missing"},
 			&cli.StringFlag{Name: "persistence", Value: "on", Usage: "on: persistent sessions and retained messages survive restarts and kill -9; off: everything in memory"},
@@ -45,7 +45,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, Usage: "close a connection whose socket accepts no bytes for this long"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
-		},
+		}, securityFlags()...),
 		Action: runServe,
 	}
 }
@@ -67,6 +67,10 @@ func runServe(cctx *cli.Context) error {
 			return cli.Exit(err.Error(), 2)
 		}
 		specs = append(specs, spec)
+	}
+	sec, err := newSecurity(cctx, specs, logger)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
 	}
 	if cctx.Int("shards") < 0 {
 		return cli.Exit(fmt.Sprintf("--shards must be 0 (one per CPU) or more, got %d", cctx.Int("shards")), 2)
@@ -102,6 +106,7 @@ func runServe(cctx *cli.Context) error {
 		WriteTimeout:      cctx.Duration("write-timeout"),
 		Logger:            logger,
 	}
+	sec.configure(&cfg)
 
 	// Signals are caught from here on, so a stop request that arrives while
 	// starting up still shuts down cleanly.
@@ -112,7 +117,7 @@ func runServe(cctx *cli.Context) error {
 	// Bind every listener before accepting on any.
 	var lns []net.Listener
 	for _, spec := range specs {
-		ln, err := listener.Listen(spec)
+		ln, err := sec.listen(spec)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()
@@ -133,7 +138,8 @@ func runServe(cctx *cli.Context) error {
 	var names []string
 	for i, ln := range lns {
 		names = append(names, specs[i].Scheme+"://"+ln.Addr().String())
-		go func() { errc <- b.Serve(ln) }()
+		opts := sec.options(specs[i])
+		go func() { errc <- b.ServeListener(ln, opts) }()
 	}
 	durability := "persistence=off"
 	if persist {
@@ -145,6 +151,8 @@ func runServe(cctx *cli.Context) error {
 	// connections. Whatever else can be reloaded appends here.
 	reloaders := []reloader{
 		{"log level", func() error { return reloadLogLevel(cfgState, logLevel, logger) }},
+		{"password and ACL files", sec.reloadFiles},
+		{"TLS certificate", sec.reloadTLS},
 	}
 	var serveErr error
 wait:
