@@ -23,6 +23,7 @@ type client struct {
 	shard     *Shard
 	keepAlive time.Duration
 	ready     chan struct{}    // closed by the shard once CONNACK is queued
+	raw       *rawReader       // non-blocking reads of a TCP socket; nil for TLS and WebSocket
 	connKey   uint64           // key in the broker's connection set
 	lopts     *ListenerOptions // the listener's settings; nil from ServeConn
 	ident     *identity        // who the ACL sees, set before the CONNECT is posted
@@ -64,7 +65,11 @@ func (c *client) writable() {
 // serve runs the connection's reader: CONNECT first, then every packet in
 // order to the client's shard. It returns when the connection ends.
 func (c *client) serve() {
-	r := wire.NewReader(c.conn, c.b.cfg.MaxPacketSize)
+	var src io.Reader = c.conn
+	if c.raw = newRawReader(c.conn); c.raw != nil {
+		src = c.raw
+	}
+	r := wire.NewReader(src, c.b.cfg.MaxPacketSize)
 	if !c.handshake(r) {
 		// Not close(): a refusal's CONNACK is still queued and must reach
 		// the client first [MQTT-3.2.2-5]; with nothing queued this closes now.
@@ -73,24 +78,57 @@ func (c *client) serve() {
 		c.b.conns.remove(c.connKey)
 		return
 	}
-	// The handshake grew this goroutine's stack (CONNECT decoding,
-	// validation); an idle connection parks in Read for hours, so the read
-	// loop continues on a fresh goroutine with a minimal stack.
-	if !c.b.goroutines.start(func() { c.readUntilClosed(r) }) {
-		r.Release()
-		c.out.close()
-		c.b.conns.remove(c.connKey)
+	if c.keepAlive == 0 {
+		c.conn.SetReadDeadline(time.Time{}) // no keep-alive: only the connect timeout applied
 	}
+	if c.raw == nil {
+		// The handshake grew this goroutine's stack (CONNECT decoding,
+		// validation); an idle connection parks in Read for hours, so the
+		// read loop continues on a fresh goroutine with a minimal stack.
+		if !c.b.goroutines.start(func() { c.readUntilClosed(r) }) {
+			c.finish(r, "")
+			c.out.close()
+		}
+		return
+	}
+	c.raw.block = false
+	c.readUntilClosed(r)
 }
 
-// readUntilClosed runs the read loop and reports how the connection ended.
+// readUntilClosed runs the read loop; when a raw socket has nothing left to
+// read it hands the connection to a fresh goroutine that only waits, and
+// returns, so an idle connection keeps no deep stack.
 func (c *client) readUntilClosed(r *wire.Reader) {
-	defer c.b.conns.remove(c.connKey)
-	defer r.Release()
-	reason := c.readLoop(r)
+	reason, idle := c.readLoop(r)
+	if idle {
+		r.Release() // keep no pooled buffer while idle
+		if c.b.goroutines.start(func() { c.waitForInput(r) }) {
+			return
+		}
+		reason = ""
+		c.out.close()
+	}
+	c.finish(r, reason)
+}
+
+// waitForInput parks until the socket is readable, then reads on this
+// goroutine; it is the only goroutine of an idle TCP connection.
+func (c *client) waitForInput(r *wire.Reader) {
+	if err := c.raw.wait(); err != nil {
+		c.finish(r, readErrorReason(err))
+		return
+	}
+	c.readUntilClosed(r)
+}
+
+// finish ends the reader side: the shard learns why the connection ended
+// ("" after DISCONNECT or at shutdown).
+func (c *client) finish(r *wire.Reader, reason string) {
+	r.Release()
 	if reason != "" {
 		c.shard.mb.pushReader(event{kind: evClosed, c: c, reason: reason})
 	}
+	c.b.conns.remove(c.connKey)
 }
 
 // handshake reads and validates CONNECT and waits until the shard has
@@ -159,13 +197,11 @@ func (c *client) refuse(code byte) {
 	c.out.closeAfterFlush()
 }
 
-// readLoop reads packets after CONNECT until the connection ends. It returns
-// the reason the connection ended, or "" after a DISCONNECT.
-func (c *client) readLoop(r *wire.Reader) string {
+// readLoop reads packets after CONNECT until the connection ends or, on a
+// raw TCP socket, until nothing is left to read (idle). It returns the reason
+// the connection ended, or "" after a DISCONNECT.
+func (c *client) readLoop(r *wire.Reader) (reason string, idle bool) {
 	var pub wire.Publish
-	if c.keepAlive == 0 {
-		c.conn.SetReadDeadline(time.Time{}) // no keep-alive: only the connect timeout applied
-	}
 	for {
 		if c.keepAlive > 0 && r.Buffered() == 0 {
 			// [MQTT-3.1.2-24] one and a half times the keep-alive. Re-armed
@@ -176,13 +212,16 @@ func (c *client) readLoop(r *wire.Reader) string {
 		}
 		fh, body, err := r.ReadPacket()
 		if err != nil {
-			return readErrorReason(err)
+			if err == errWouldBlock {
+				return "", true
+			}
+			return readErrorReason(err), false
 		}
 		ev := event{c: c}
 		switch fh.Type {
 		case wire.PUBLISH:
 			if err := pub.Decode(fh, body); err != nil {
-				return "malformed PUBLISH: " + err.Error()
+				return "malformed PUBLISH: " + err.Error(), false
 			}
 			ev.kind = evPublish
 			ev.packetID = pub.PacketID
@@ -190,16 +229,16 @@ func (c *client) readLoop(r *wire.Reader) string {
 			ev.msg = newMessage(pub.Topic, pub.Payload, pub.QoS, pub.Retain)
 		case wire.PINGREQ:
 			if _, err := wire.Decode(fh, body); err != nil {
-				return "malformed PINGREQ: " + err.Error()
+				return "malformed PINGREQ: " + err.Error(), false
 			}
 			c.out.send(&wire.Pingresp{}) // [MQTT-3.12.4-1]
 			continue
 		case wire.CONNECT:
-			return "second CONNECT" // [MQTT-3.1.0-2]
+			return "second CONNECT", false // [MQTT-3.1.0-2]
 		default:
 			p, err := wire.Decode(fh, body)
 			if err != nil {
-				return fmt.Sprintf("malformed %s: %v", fh.Type, err)
+				return fmt.Sprintf("malformed %s: %v", fh.Type, err), false
 			}
 			switch p := p.(type) {
 			case *wire.Puback:
@@ -217,14 +256,14 @@ func (c *client) readLoop(r *wire.Reader) string {
 			case *wire.Disconnect:
 				// Nothing after DISCONNECT is read [MQTT-3.14.4-2].
 				c.shard.mb.pushReader(event{kind: evDisconnect, c: c})
-				return ""
+				return "", false
 			default:
 				// CONNACK, SUBACK, UNSUBACK and PINGRESP only flow from the server.
-				return "client sent " + fh.Type.String()
+				return "client sent " + fh.Type.String(), false
 			}
 		}
 		if !c.shard.mb.pushReader(ev) {
-			return "" // shutting down
+			return "", false // shutting down
 		}
 	}
 }
