@@ -184,6 +184,7 @@ func (c *client) handshake(r *wire.Reader) bool {
 	}
 	select {
 	case <-c.ready:
+		c.ready = nil // the shard is done with it; an idle connection should not keep it
 		return c.accepted
 	case <-c.b.quit:
 		return false

@@ -236,6 +236,9 @@ func decodeSnapshot(data []byte, st *durableState) error {
 		s := newSession(d.String(), false)
 		for j, ns := uint64(0), d.Uvarint(); j < ns && d.Err() == nil; j++ {
 			f := d.String()
+			if s.subs == nil {
+				s.subs = make(map[string]byte)
+			}
 			s.subs[f] = d.Byte()
 		}
 		for j, ni := uint64(0), d.Uvarint(); j < ni && d.Err() == nil; j++ {
@@ -292,6 +295,9 @@ func applyRecord(st *durableState, msgs map[uint64]*Message, typ byte, payload [
 		delete(st.sessions, client)
 	case recSub:
 		f := d.String()
+		if s.subs == nil {
+			s.subs = make(map[string]byte)
+		}
 		s.subs[f] = d.Byte()
 	case recUnsub:
 		delete(s.subs, d.String())

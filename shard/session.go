@@ -7,7 +7,7 @@ type session struct {
 	clean bool
 	c     *client // the connection currently attached; nil while offline
 
-	subs map[string]byte // filter -> granted QoS
+	subs map[string]byte // filter -> granted QoS; nil until the first subscription
 
 	// Outbound QoS 1/2: in-flight messages in the order they were first sent
 	// (redelivery on reconnect keeps that order [MQTT-4.6.0-1]) and the queue
@@ -59,7 +59,7 @@ type pending struct {
 }
 
 func newSession(id string, clean bool) *session {
-	return &session{id: id, clean: clean, subs: make(map[string]byte)}
+	return &session{id: id, clean: clean} // subs is made on the first subscription
 }
 
 // nextPacketID returns an id not used by any in-flight message

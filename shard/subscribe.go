@@ -51,6 +51,9 @@ func (s *Shard) addSub(sess *session, filter string, qos byte) {
 		s.b.stats.subscriptions.Add(1)
 	}
 	s.localSubs(filter).set(sess, qos)
+	if sess.subs == nil {
+		sess.subs = make(map[string]byte)
+	}
 	sess.subs[filter] = qos
 	if s.durable(sess) {
 		s.p.sub(sess.id, filter, qos)
