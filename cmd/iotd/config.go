@@ -40,6 +40,13 @@ var configChecks = map[string]func(string) error{
 	"log-level":       func(v string) error { _, err := parseLogLevel(v); return err },
 	"log-format":      func(v string) error { _, err := newLogger("info", v, nil); return err },
 	"tls-client-auth": checkClientAuth,
+	"metrics-listen":  checkMetricsListen,
+	"sys-interval": func(v string) error {
+		if d, _ := time.ParseDuration(v); d < 0 {
+			return fmt.Errorf("want \"0s\" (off) or a positive duration, got %s", v)
+		}
+		return nil
+	},
 }
 
 // configState is where the settings came from, kept for SIGHUP.

@@ -45,7 +45,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, Usage: "close a connection whose socket accepts no bytes for this long"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
-		}, securityFlags()...),
+		}, append(securityFlags(), opsFlags()...)...),
 		Action: runServe,
 	}
 }
@@ -74,6 +74,10 @@ func runServe(cctx *cli.Context) error {
 	}
 	if cctx.Int("shards") < 0 {
 		return cli.Exit(fmt.Sprintf("--shards must be 0 (one per CPU) or more, got %d", cctx.Int("shards")), 2)
+	}
+	ops, err := newOps(cctx)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
 	}
 	dataDir := cctx.String("data-dir")
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
@@ -126,12 +130,19 @@ func runServe(cctx *cli.Context) error {
 		}
 		lns = append(lns, ln)
 	}
+	if err := ops.listen(); err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		return cli.Exit(err.Error(), 1)
+	}
 
 	b, err := shard.New(cfg)
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
 		}
+		ops.stop()
 		return cli.Exit(err.Error(), 1)
 	}
 	errc := make(chan error, len(lns))
@@ -145,7 +156,8 @@ func runServe(cctx *cli.Context) error {
 	if persist {
 		durability = "fsync=" + cctx.String("fsync")
 	}
-	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s %s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir, durability)
+	ops.start(b, logger)
+	fmt.Printf("iotd %s ready: listeners=%s shards=%d data-dir=%s %s%s\n", version, strings.Join(names, ","), b.Config().Shards, dataDir, durability, ops.describe())
 
 	// SIGHUP runs every reloader in turn (reload.go), without dropping
 	// connections. Whatever else can be reloaded appends here.
@@ -172,6 +184,7 @@ wait:
 	for _, ln := range lns {
 		ln.Close()
 	}
+	ops.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := b.Close(ctx); err != nil {

@@ -1,0 +1,373 @@
+package main
+
+// Operations on the real binary: the config file at startup, the metrics
+// listener and pprof, $SYS topics, SIGHUP reload of the log level, SIGTERM
+// shutdown, and the connection limits driven by flags and config keys.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"iotd/wire"
+)
+
+// opsLog collects a process's stderr.
+type opsLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *opsLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if os.Getenv("IOTD_LOGGING") != "" {
+		os.Stderr.Write(p)
+	}
+	return l.b.Write(p)
+}
+
+func (l *opsLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// count is how many times s appears in the log so far.
+func (l *opsLog) count(s string) int { return strings.Count(l.String(), s) }
+
+// waitFor polls until the log holds want at least n times.
+func (l *opsLog) waitFor(t *testing.T, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.count(want) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q %d times; log:\n%s", want, n, l.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// opsProc is a running iotd with the addresses from its ready line.
+type opsProc struct {
+	cmd     *exec.Cmd
+	addrs   map[string]string // scheme -> host:port of the first such listener
+	metrics string            // host:port of the metrics listener, if any
+	log     *opsLog
+	exited  chan error
+}
+
+// startOps runs iotd with args (and a fresh --data-dir unless args set one)
+// and waits for its ready line.
+func startOps(t *testing.T, bin string, args ...string) *opsProc {
+	t.Helper()
+	if !strings.Contains(strings.Join(args, " "), "--data-dir") {
+		args = append(args, "--data-dir", t.TempDir())
+	}
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	p := &opsProc{cmd: cmd, addrs: make(map[string]string), log: &opsLog{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.log
+	require.NoError(t, cmd.Start())
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), " ready: ") {
+				ready <- sc.Text()
+			}
+		}
+		p.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
+	select {
+	case line := <-ready:
+		for _, m := range regexp.MustCompile(`(tcp|tls|wss?)://([^, /]+)`).FindAllStringSubmatch(line, -1) {
+			if p.addrs[m[1]] == "" {
+				p.addrs[m[1]] = m[2]
+			}
+		}
+		if m := regexp.MustCompile(`metrics=http://([^/ ]+)/metrics`).FindStringSubmatch(line); m != nil {
+			p.metrics = m[1]
+		}
+		return p
+	case err := <-p.exited:
+		t.Fatalf("iotd exited before it was ready (%v); log:\n%s", err, p.log.String())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("iotd did not print its ready line within 15s; log:\n%s", p.log.String())
+	}
+	return nil
+}
+
+// stop sends sig and returns the exit error (nil for status 0).
+func (p *opsProc) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(sig))
+	select {
+	case err := <-p.exited:
+		p.exited <- err // for the cleanup
+		return err
+	case <-time.After(shutdownTimeout + 5*time.Second):
+		t.Fatalf("iotd did not exit after %s", sig)
+		return nil
+	}
+}
+
+// opsClient is a small raw MQTT client.
+type opsClient struct {
+	t    *testing.T
+	conn net.Conn
+	r    *wire.Reader
+}
+
+func opsDial(t *testing.T, addr string) *opsClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return &opsClient{t: t, conn: conn, r: wire.NewReader(conn, 1<<20)}
+}
+
+func (c *opsClient) send(p wire.Packet) {
+	c.t.Helper()
+	_, err := c.conn.Write(p.Append(nil))
+	require.NoError(c.t, err)
+}
+
+func (c *opsClient) read() (wire.Packet, error) {
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	fh, body, err := c.r.ReadPacket()
+	if err != nil {
+		return nil, err
+	}
+	return wire.Decode(fh, body)
+}
+
+func (c *opsClient) mustRead() wire.Packet {
+	c.t.Helper()
+	p, err := c.read()
+	require.NoError(c.t, err)
+	return p
+}
+
+// connect sends CONNECT and returns the CONNACK's return code.
+func (c *opsClient) connect(id string) byte {
+	c.t.Helper()
+	c.send(&wire.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, ClientID: id, CleanSession: true})
+	ack, ok := c.mustRead().(*wire.Connack)
+	require.True(c.t, ok, "CONNACK")
+	return ack.ReturnCode
+}
+
+// ping round-trips a PINGREQ: the connection is alive and every packet
+// sent before it has been handled.
+func (c *opsClient) ping() error {
+	if _, err := c.conn.Write((&wire.Pingreq{}).Append(nil)); err != nil {
+		return err
+	}
+	for {
+		p, err := c.read()
+		if err != nil {
+			return err
+		}
+		if _, ok := p.(*wire.Pingresp); ok {
+			return nil
+		}
+	}
+}
+
+// closed reports whether the server closes the connection within d.
+func (c *opsClient) closed(d time.Duration) bool {
+	c.conn.SetReadDeadline(time.Now().Add(d))
+	_, err := c.conn.Read(make([]byte, 1))
+	return err == io.EOF || err != nil && !isNetTimeout(err)
+}
+
+func isNetTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func scrapeProc(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	out := make(map[string]float64)
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := name
+			for _, lp := range m.GetLabel() {
+				key += fmt.Sprintf(",%s=%s", lp.GetName(), lp.GetValue())
+			}
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// The operations flags from a config file: metrics on an ephemeral port
+// with pprof, $SYS every 50ms; SIGTERM then stops everything with status 0.
+func TestMetricsAndSysFromConfigFile(t *testing.T) {
+	bin := buildIotd(t)
+	cfg := writeConfig(t, `
+listen = ["tcp://127.0.0.1:0"]
+metrics-listen = "127.0.0.1:0"
+pprof = true
+sys-interval = "50ms"
+shards = 2
+`)
+	p := startOps(t, bin, "--config", cfg)
+	require.NotEmpty(t, p.metrics, "the ready line names the metrics listener")
+
+	c := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, c.connect("metrics-client"))
+	c.send(&wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: "$SYS/broker/version", QoS: 0}}})
+	_, ok := c.mustRead().(*wire.Suback)
+	require.True(t, ok)
+	pub, ok := c.mustRead().(*wire.Publish)
+	require.True(t, ok, "the retained $SYS version")
+	require.Equal(t, "$SYS/broker/version", string(pub.Topic))
+	require.Equal(t, "iotd "+version, string(pub.Payload), "the test binary is unstamped")
+	require.True(t, pub.Retain)
+	for range 3 {
+		c.send(&wire.Publish{Topic: []byte("a/b"), Payload: []byte("hello")})
+	}
+	require.NoError(t, c.ping())
+
+	m := scrapeProc(t, p.metrics)
+	require.Equal(t, 3.0, m["iotd_messages_received_total,qos=0"])
+	require.Equal(t, 15.0, m["iotd_received_payload_bytes_total,qos=0"])
+	require.Equal(t, 1.0, m["iotd_connections_current"])
+	require.Equal(t, 1.0, m["iotd_build_info,version="+version])
+	require.Contains(t, m, "iotd_shard_mailbox_depth,shard=1", "shards = 2 from the file")
+	require.NotContains(t, m, "iotd_shard_mailbox_depth,shard=2")
+
+	resp, err := http.Get("http://" + p.metrics + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "--pprof")
+	require.Contains(t, string(body), "iotd")
+
+	require.NoError(t, p.stop(t, syscall.SIGTERM), "exit status 0")
+	_, err = net.DialTimeout("tcp", p.metrics, time.Second)
+	require.Error(t, err, "the metrics listener is closed")
+}
+
+// --sys-interval 0 publishes no $SYS topics; metrics are off by default.
+func TestSysIntervalZeroAndMetricsOffByDefault(t *testing.T) {
+	bin := buildIotd(t)
+	p := startOps(t, bin, "--listen", "tcp://127.0.0.1:0", "--sys-interval", "0")
+	require.Empty(t, p.metrics)
+	require.NotContains(t, p.log.String(), "metrics")
+	c := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, c.connect("sys-off"))
+	c.send(&wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: "$SYS/#", QoS: 0}}})
+	_, ok := c.mustRead().(*wire.Suback)
+	require.True(t, ok)
+	c.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, _, err := c.r.ReadPacket()
+	require.True(t, isNetTimeout(err), "no $SYS message: %v", err)
+}
+
+func TestOpsFlagErrors(t *testing.T) {
+	bin := buildIotd(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pprof"}, "--pprof serves on the metrics listener: set --metrics-listen"},
+		{[]string{"--metrics-listen", "9234"}, "--metrics-listen \"9234\": want HOST:PORT"},
+		{[]string{"--sys-interval", "-1s"}, "--sys-interval -1s"},
+	} {
+		out, err := exec.Command(bin, append(tc.args, "--data-dir", t.TempDir())...).CombinedOutput()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%v: %s", tc.args, out)
+		require.Equal(t, 2, ee.ExitCode(), "%v: %s", tc.args, out)
+		require.Contains(t, string(out), tc.want)
+	}
+}
+
+// SIGHUP re-reads log-level from the config file without dropping
+// connections; a level on the command line is kept; SIGTERM exits 0.
+func TestSIGHUPReloadsLogLevel(t *testing.T) {
+	bin := buildIotd(t)
+	cfg := writeConfig(t, "listen = [\"tcp://127.0.0.1:0\"]\nlog-level = \"info\"\n")
+	p := startOps(t, bin, "--config", cfg)
+	first := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, first.connect("first"))
+	p.log.waitFor(t, `msg="client connected" client=first`, 1)
+
+	// Quieter: a connect is no longer logged, the open connection stays.
+	require.NoError(t, os.WriteFile(cfg, []byte("listen = [\"tcp://127.0.0.1:0\"]\nlog-level = \"warn\"\n"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	p.log.waitFor(t, `msg="log level changed" from=INFO to=WARN`, 1)
+	second := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, second.connect("second"))
+	require.NoError(t, second.ping())
+	require.NoError(t, first.ping(), "SIGHUP drops no connection")
+	require.NotContains(t, p.log.String(), "client=second")
+
+	// A bad level keeps the current one and says why, with the line.
+	require.NoError(t, os.WriteFile(cfg, []byte("listen = [\"tcp://127.0.0.1:0\"]\n\nlog-level = \"chatty\"\n"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	p.log.waitFor(t, `level=ERROR msg="SIGHUP: reload failed; keeping the previous settings" what="log level"`, 1)
+	require.Contains(t, p.log.String(), fmt.Sprintf(`config file %s:3: key \"log-level\"`, cfg))
+
+	// Louder: debug lines appear.
+	require.NoError(t, os.WriteFile(cfg, []byte("log-level = \"debug\"\n"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	p.log.waitFor(t, `msg="log level changed" from=WARN to=DEBUG`, 1)
+	third := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, third.connect("third"))
+	p.log.waitFor(t, `msg="client connected" client=third`, 1)
+	require.NoError(t, first.ping())
+
+	require.NoError(t, p.stop(t, syscall.SIGTERM), "exit status 0 after SIGTERM")
+	require.True(t, first.closed(time.Second), "shutdown closes connections")
+	require.Contains(t, p.log.String(), `msg="shutting down" signal=terminated`)
+	require.Contains(t, p.log.String(), `msg=stopped`)
+
+	// A level given on the command line wins over the file, on SIGHUP too.
+	require.NoError(t, os.WriteFile(cfg, []byte("listen = [\"tcp://127.0.0.1:0\"]\nlog-level = \"debug\"\n"), 0o600))
+	p = startOps(t, bin, "--config", cfg, "--log-level", "warn")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	time.Sleep(200 * time.Millisecond) // the reload logs at info: nothing to wait for at warn
+	c := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, c.connect("quiet"))
+	require.NoError(t, c.ping())
+	require.NotContains(t, p.log.String(), "client=quiet")
+	require.NotContains(t, p.log.String(), "log level changed")
+	require.NoError(t, p.stop(t, syscall.SIGINT), "exit status 0 after SIGINT")
+}

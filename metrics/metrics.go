@@ -1,0 +1,197 @@
+// Package metrics exposes the broker's counters: Prometheus metrics over
+// HTTP (Collector, Handler) and Mosquitto-style $SYS topics (Sys).
+//
+// Both read shard.Broker.Stats() when asked (a scrape, a $SYS tick) and keep
+// nothing on the message path: the shards count with atomics they own, and
+// a scrape costs one pass over the shards.
+package metrics
+
+import (
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"iotd/shard"
+)
+
+// Source is what the metrics read; *shard.Broker is one.
+type Source interface {
+	Stats() shard.Stats
+	SecurityStats() shard.SecurityStats
+}
+
+// Drop reasons (iotd_messages_dropped_total{reason}).
+const (
+	DropOutboundFull = "outbound-full" // QoS 0 for a connection whose outbound queue is full
+	DropQueueFull    = "queue-full"    // QoS 1/2 for a session whose queue is at max-queued-messages
+	DropSysTopic     = "sys-topic"     // a client's PUBLISH to $SYS/...
+	DropACLPublish   = "acl-publish"   // a PUBLISH the ACL does not let its client write
+	DropACLDelivery  = "acl-delivery"  // a delivery the ACL does not let the subscriber read
+)
+
+// Collector is a prometheus.Collector over a broker's Stats, read at each
+// scrape.
+type Collector struct {
+	src     Source
+	version string
+
+	connections, connectionsTotal, refused                          *prometheus.Desc
+	received, sent, receivedBytes, sentBytes, dropped               *prometheus.Desc
+	queued, inflight, retained, subscriptions, sessions, aclDenied  *prometheus.Desc
+	mailbox, shardSessions, loop, fsync, logBytes, logFailed, build *prometheus.Desc
+	uptime                                                          *prometheus.Desc
+}
+
+// NewCollector returns a collector for src; version is reported in
+// iotd_build_info.
+func NewCollector(src Source, version string) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("iotd_"+name, help, labels, nil)
+	}
+	return &Collector{
+		src:              src,
+		version:          version,
+		build:            d("build_info", "Always 1; the version label is the running iotd's.", "version"),
+		uptime:           d("uptime_seconds", "Seconds since the broker started."),
+		connections:      d("connections_current", "Open network connections, including those that have not sent CONNECT yet."),
+		connectionsTotal: d("connections_total", "Network connections accepted since start."),
+		refused:          d("connections_refused_total", "Connections refused, by reason: max-connections (closed at accept), client-id-too-long (CONNACK 0x02), not-authorized (CONNACK 0x04 or 0x05).", "reason"),
+		received:         d("messages_received_total", "PUBLISH packets received from clients, by QoS.", "qos"),
+		sent:             d("messages_sent_total", "PUBLISH packets sent to clients, by QoS (re-sends included).", "qos"),
+		receivedBytes:    d("received_payload_bytes_total", "Payload bytes of the PUBLISH packets received from clients, by QoS.", "qos"),
+		sentBytes:        d("sent_payload_bytes_total", "Payload bytes of the PUBLISH packets sent to clients, by QoS.", "qos"),
+		dropped:          d("messages_dropped_total", "Messages dropped, by reason: outbound-full (QoS 0, the connection's outbound queue was full), queue-full (QoS 1/2, the session queue was at max-queued-messages), sys-topic (a client published to $SYS/), acl-publish, acl-delivery (refused by the ACL).", "reason"),
+		aclDenied:        d("acl_denied_total", "Requests the ACL refused, by action: publish, subscribe (a filter answered 0x80), deliver, will.", "action"),
+		queued:           d("messages_queued", "QoS 1/2 messages waiting in session queues."),
+		inflight:         d("messages_inflight", "QoS 1/2 messages sent to clients and not yet acknowledged."),
+		retained:         d("retained_messages", "Retained messages stored."),
+		subscriptions:    d("subscriptions", "Topic filters subscribed, over all sessions."),
+		sessions:         d("sessions", "Sessions held, connected or not."),
+		mailbox:          d("shard_mailbox_depth", "Events waiting in a shard's mailbox.", "shard"),
+		shardSessions:    d("shard_sessions", "Sessions owned by a shard.", "shard"),
+		loop:             d("shard_loop_seconds", "Time of one shard loop iteration: a batch of events handled and its output written.", "shard"),
+		fsync:            d("wal_fsync_seconds", "Time of one write-ahead log commit (write and fsync) of a shard.", "shard"),
+		logBytes:         d("wal_size_bytes", "Bytes in a shard's write-ahead log (0 with persistence off).", "shard"),
+		logFailed:        d("wal_failed", "1 if a shard's write-ahead log has failed and the shard no longer acknowledges durable messages.", "shard"),
+	}
+}
+
+// Describe sends every descriptor.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.build, c.uptime, c.connections, c.connectionsTotal, c.refused, c.received, c.sent,
+		c.receivedBytes, c.sentBytes, c.dropped, c.aclDenied, c.queued, c.inflight, c.retained,
+		c.subscriptions, c.sessions, c.mailbox, c.shardSessions, c.loop, c.fsync, c.logBytes, c.logFailed,
+	} {
+		ch <- d
+	}
+}
+
+// Collect reads the broker's counters once and sends them.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Stats()
+	sec := c.src.SecurityStats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(c.build, 1, c.version)
+	gauge(c.uptime, st.Uptime.Seconds())
+	gauge(c.connections, float64(st.Connections))
+	counter(c.connectionsTotal, float64(st.ConnectionsTotal))
+	refused := map[string]int64{"max-connections": 0, "not-authorized": sec.RefusedConnects}
+	for reason, n := range st.Refused {
+		refused[reason] += n
+	}
+	for reason, n := range refused {
+		counter(c.refused, float64(n), reason)
+	}
+	for q := range 3 {
+		qos := strconv.Itoa(q)
+		counter(c.received, float64(st.Received[q]), qos)
+		counter(c.sent, float64(st.Sent[q]), qos)
+		counter(c.receivedBytes, float64(st.ReceivedBytesQoS[q]), qos)
+		counter(c.sentBytes, float64(st.SentBytesQoS[q]), qos)
+	}
+	counter(c.dropped, float64(st.DroppedQoS0), DropOutboundFull)
+	counter(c.dropped, float64(st.DroppedQueueFull), DropQueueFull)
+	counter(c.dropped, float64(st.DroppedSys), DropSysTopic)
+	counter(c.dropped, float64(sec.DeniedPublishes), DropACLPublish)
+	counter(c.dropped, float64(sec.DeniedDeliveries), DropACLDelivery)
+	counter(c.aclDenied, float64(sec.DeniedPublishes), "publish")
+	counter(c.aclDenied, float64(sec.DeniedSubscribes), "subscribe")
+	counter(c.aclDenied, float64(sec.DeniedDeliveries), "deliver")
+	counter(c.aclDenied, float64(sec.DeniedWills), "will")
+	gauge(c.queued, float64(st.Queued))
+	gauge(c.inflight, float64(st.Inflight))
+	gauge(c.retained, float64(st.Retained))
+	gauge(c.subscriptions, float64(st.Subscriptions))
+	var sessions int64
+	for i, s := range st.Shards {
+		shard := strconv.Itoa(i)
+		sessions += s.Sessions
+		gauge(c.mailbox, float64(s.MailboxDepth), shard)
+		gauge(c.shardSessions, float64(s.Sessions), shard)
+		ch <- histogram(c.loop, s.LoopTime, shard)
+		ch <- histogram(c.fsync, s.FsyncTime, shard)
+		gauge(c.logBytes, float64(s.LogBytes), shard)
+		failed := 0.0
+		if s.LogFailed {
+			failed = 1
+		}
+		gauge(c.logFailed, failed, shard)
+	}
+	gauge(c.sessions, float64(sessions))
+}
+
+// histogram converts a shard histogram (per-bucket counts) to Prometheus'
+// cumulative buckets. The count is the buckets' sum, so the +Inf bucket and
+// the count agree even though the shard may observe while this reads.
+func histogram(d *prometheus.Desc, h shard.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(shard.HistogramBounds))
+	var cum uint64
+	for i, n := range h.Counts {
+		cum += n
+		if i < len(shard.HistogramBounds) {
+			buckets[shard.HistogramBounds[i]] = cum
+		}
+	}
+	return prometheus.MustNewConstHistogram(d, cum, h.Sum.Seconds(), buckets, labels...)
+}
+
+// Registry returns a registry with the broker's collector and the Go
+// runtime and process collectors, all under the iotd_ prefix
+// (iotd_go_goroutines, iotd_process_resident_memory_bytes, ...).
+func Registry(src Source, version string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(src, version))
+	prefixed := prometheus.WrapRegistererWithPrefix("iotd_", reg)
+	prefixed.MustRegister(collectors.NewGoCollector())
+	prefixed.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler serves /metrics from reg and, with withPprof, the runtime
+// profiles under /debug/pprof/.
+func Handler(reg *prometheus.Registry, withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("iotd: metrics at /metrics\n"))
+	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
