@@ -374,7 +374,8 @@ topic read $SYS/broker/#
 	require.NoError(t, b.Publish("$SYS/broker/secret", []byte("s"), 0, false))
 	ops.expectMessage("$SYS/broker/uptime", "42")
 	ops.expectSilence(200 * time.Millisecond) // "topic deny $SYS/broker/secret"
-	got := []string{string(bw.expectPublish().Topic), string(bw.expectPublish().Topic)} // two shards: any order
+	// Two shards publish them: any order.
+	got := []string{string(bw.expectPublish().Topic), string(bw.expectPublish().Topic)}
 	require.ElementsMatch(t, []string{"$SYS/broker/uptime", "$SYS/broker/secret"}, got)
 	plain.expectSilence(100 * time.Millisecond)
 }
