@@ -14,7 +14,7 @@ import (
 const (
 	// inlineSize bytes live inside the Reader: enough for a PINGREQ, an ack
 	// or a small PUBLISH, read without touching the pool.
-	inlineSize = 256
+	inlineSize = 128
 	// readBatch is what the Reader asks for once the peer has shown it has
 	// more to send (a Read filled all the space offered): one Read then
 	// brings many packets.
