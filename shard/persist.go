@@ -350,6 +350,9 @@ func (p *persister) load() (*durableState, error) {
 	default:
 		return nil, err
 	}
+	if err := catchUp(p.log, index); err != nil {
+		return nil, err
+	}
 	msgs := make(map[uint64]*Message)
 	err = p.log.Replay(index, func(i uint64, typ byte, payload []byte) error {
 		if err := applyRecord(st, msgs, typ, payload); err != nil {
@@ -362,6 +365,17 @@ func (p *persister) load() (*durableState, error) {
 	}
 	p.seq = st.seq
 	return st, nil
+}
+
+// catchUp moves a log that is behind its snapshot (records the snapshot
+// covers were lost: --fsync=interval and a power loss before they were
+// synced) forward past it, so that Replay runs and new records get indexes
+// after the snapshot (wal/doc.go, "Recovery").
+func catchUp(log *wal.Log, snapshotIndex uint64) error {
+	if snapshotIndex <= log.LastIndex() {
+		return nil
+	}
+	return log.TruncateFront(snapshotIndex + 1)
 }
 
 // snapshot writes the live state and drops the log records it covers, so

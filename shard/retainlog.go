@@ -91,6 +91,9 @@ func (r *retainLog) load() (map[string]*Message, error) {
 	default:
 		return nil, err
 	}
+	if err := catchUp(r.log, index); err != nil {
+		return nil, err
+	}
 	err = r.log.Replay(index, func(i uint64, typ byte, payload []byte) error {
 		d := wal.NewDecoder(payload)
 		switch typ {
