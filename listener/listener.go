@@ -10,13 +10,18 @@ import (
 
 // Spec is a parsed listener URL.
 type Spec struct {
-	Scheme string // tcp or tls
+	Scheme string // tcp, tls, ws or wss
 	Addr   string // host:port
+	Path   string // ws and wss: the HTTP path served; "" serves every path
 	URL    string // as the operator wrote it
 }
 
-// Parse reads a listener URL such as tcp://127.0.0.1:1883 or
-// tls://0.0.0.0:8883. A bare host:port means tcp.
+// TLS reports whether the listener needs a certificate (tls://, wss://).
+func (s Spec) TLS() bool { return s.Scheme == "tls" || s.Scheme == "wss" }
+
+// Parse reads a listener URL such as tcp://127.0.0.1:1883,
+// tls://0.0.0.0:8883, ws://0.0.0.0:8083/mqtt or wss://0.0.0.0:8084/mqtt. A
+// bare host:port means tcp.
 func Parse(raw string) (Spec, error) {
 	s := raw
 	if !strings.Contains(s, "://") {
@@ -27,15 +32,18 @@ func Parse(raw string) (Spec, error) {
 		return Spec{}, fmt.Errorf("listener %q: %v", raw, err)
 	}
 	switch u.Scheme {
-	case "tcp", "tls":
+	case "tcp", "tls", "ws", "wss":
 	default:
-		return Spec{}, fmt.Errorf("listener %q: unsupported scheme %q (supported: tcp, tls)", raw, u.Scheme)
+		return Spec{}, fmt.Errorf("listener %q: unsupported scheme %q (supported: tcp, tls, ws, wss)", raw, u.Scheme)
 	}
 	if u.Host == "" {
 		return Spec{}, fmt.Errorf("listener %q: missing host:port", raw)
 	}
 	if _, _, err := net.SplitHostPort(u.Host); err != nil {
 		return Spec{}, fmt.Errorf("listener %q: %v", raw, err)
+	}
+	if u.Scheme == "ws" || u.Scheme == "wss" {
+		return Spec{Scheme: u.Scheme, Addr: u.Host, Path: u.Path, URL: raw}, nil
 	}
 	if u.Path != "" && u.Path != "/" {
 		return Spec{}, fmt.Errorf("listener %q: a %s listener takes no path", raw, u.Scheme)
@@ -46,8 +54,13 @@ func Parse(raw string) (Spec, error) {
 // Listen binds the listener described by spec. A tls:// listener needs a
 // certificate: bind it with ListenTLS.
 func Listen(spec Spec) (net.Listener, error) {
-	if spec.Scheme == "tls" {
+	switch spec.Scheme {
+	case "tls":
 		return nil, fmt.Errorf("listen on %s: a tls:// listener needs a certificate (ListenTLS)", spec.URL)
+	case "wss":
+		return nil, fmt.Errorf("listen on %s: a wss:// listener needs a certificate (ListenWS)", spec.URL)
+	case "ws":
+		return ListenWS(spec, nil)
 	}
 	ln, err := net.Listen("tcp", spec.Addr)
 	if err != nil {

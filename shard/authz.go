@@ -111,7 +111,7 @@ func aclFor(cfg *Config) *auth.Store {
 func (c *client) authenticate(cp *wire.Connect) bool {
 	b := c.b
 	if c.lopts != nil && c.lopts.CertUsername {
-		if tc, ok := c.conn.(*tls.Conn); ok {
+		if tc, ok := c.conn.(interface{ ConnectionState() tls.ConnectionState }); ok { // *tls.Conn, a wss:// connection
 			if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
 				name, ok := tlsconf.UsernameFromCert(st)
 				if !ok {

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -20,10 +21,12 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"iotd/tlsconf/tlstest"
 	"iotd/wire"
 )
 
@@ -370,4 +373,46 @@ func TestSIGHUPReloadsLogLevel(t *testing.T) {
 	require.NotContains(t, p.log.String(), "client=quiet")
 	require.NotContains(t, p.log.String(), "log level changed")
 	require.NoError(t, p.stop(t, syscall.SIGINT), "exit status 0 after SIGINT")
+}
+
+// ws:// and wss:// listeners on the real binary, with a stock client; wss
+// takes the --tls-* flags of tls:// listeners.
+func TestWebSocketListeners(t *testing.T) {
+	bin := buildIotd(t)
+	ca := tlstest.NewCA(t)
+	srv := ca.Issue(t, "localhost", true, "127.0.0.1")
+	p := startOps(t, bin, "--listen", "ws://127.0.0.1:0/mqtt", "--listen", "wss://127.0.0.1:0/mqtt",
+		"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile)
+	require.NotEmpty(t, p.addrs["ws"])
+	require.NotEmpty(t, p.addrs["wss"])
+
+	connect := func(url, id string, cfg *tls.Config) mqtt.Client {
+		o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetProtocolVersion(4).
+			SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		if cfg != nil {
+			o.SetTLSConfig(cfg)
+		}
+		c := mqtt.NewClient(o)
+		tok := c.Connect()
+		require.True(t, tok.WaitTimeout(5*time.Second))
+		require.NoError(t, tok.Error(), url)
+		t.Cleanup(func() { c.Disconnect(50) })
+		return c
+	}
+	sub := connect("ws://"+p.addrs["ws"]+"/mqtt", "ws-sub", nil)
+	pub := connect("wss://"+p.addrs["wss"]+"/mqtt", "wss-pub", tlstest.ClientConfig(ca, nil))
+	got := make(chan string, 1)
+	tok := sub.Subscribe("ws/+", 1, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.NoError(t, tok.Error())
+	tok = pub.Publish("ws/x", 1, false, "from wss to ws")
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.NoError(t, tok.Error())
+	select {
+	case m := <-got:
+		require.Equal(t, "from wss to ws", m)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message")
+	}
+	require.NoError(t, p.stop(t, syscall.SIGTERM))
 }

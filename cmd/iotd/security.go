@@ -48,7 +48,7 @@ func newSecurity(cctx *cli.Context, specs []listener.Spec, logger *slog.Logger) 
 	var tlsSpecs []string
 	allLoopback := true
 	for _, sp := range specs {
-		if sp.Scheme == "tls" {
+		if sp.TLS() {
 			tlsSpecs = append(tlsSpecs, sp.URL)
 		}
 		allLoopback = allLoopback && sp.IsLoopback()
@@ -96,7 +96,7 @@ func newSecurity(cctx *cli.Context, specs []listener.Spec, logger *slog.Logger) 
 		// A listener other hosts can reach must authenticate its clients,
 		// or the operator must say that anonymous access is intended.
 		for _, sp := range specs {
-			if sp.IsLoopback() || (sp.Scheme == "tls" && sec.certUsername && certRequired) {
+			if sp.IsLoopback() || (sp.TLS() && sec.certUsername && certRequired) {
 				continue // local, or every client logs in with its certificate
 			}
 			return nil, fmt.Errorf("listener %s accepts connections from other hosts, but no authentication is configured, so anyone who reaches it could read and publish anything.\n"+
@@ -132,7 +132,7 @@ func (s *security) configure(cfg *shard.Config) {
 
 // listen binds one listener: tls:// with the current certificate.
 func (s *security) listen(spec listener.Spec) (net.Listener, error) {
-	if spec.Scheme == "tls" {
+	if spec.TLS() {
 		return listener.ListenTLS(spec, s.tls.TLSConfig())
 	}
 	return listener.Listen(spec)
@@ -140,7 +140,7 @@ func (s *security) listen(spec listener.Spec) (net.Listener, error) {
 
 // options are the per-listener settings the broker serves spec with.
 func (s *security) options(spec listener.Spec) shard.ListenerOptions {
-	return shard.ListenerOptions{CertUsername: spec.Scheme == "tls" && s.certUsername}
+	return shard.ListenerOptions{CertUsername: spec.TLS() && s.certUsername}
 }
 
 // reloadFiles re-reads the password and ACL files (SIGHUP). On error the

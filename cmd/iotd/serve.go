@@ -28,7 +28,7 @@ func serveCommand() *cli.Command {
 		Usage: "run the broker (the default command)",
 		Flags: append([]cli.Flag{
 			configFlag(),
-			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT` or tls://HOST:PORT (TLS settings: the --tls-* flags, shared by every tls:// listener); repeat for several"},
+			&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("tcp://127.0.0.1:1883"), Usage: "listener URL `tcp://HOST:PORT`, tls://HOST:PORT, ws://HOST:PORT/PATH (MQTT over WebSocket) or wss://HOST:PORT/PATH (TLS settings: the --tls-* flags, shared by every tls:// and wss:// listener); repeat for several"},
 			&cli.IntFlag{Name: "shards", Value: 0, Usage: "number of shards (session-owning goroutines); 0 = one per CPU"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "directory for durable state, created if missing"},
 			&cli.StringFlag{Name: "persistence", Value: "on", Usage: "on: persistent sessions and retained messages survive restarts and kill -9; off: everything in memory"},
@@ -148,7 +148,7 @@ func runServe(cctx *cli.Context) error {
 	errc := make(chan error, len(lns))
 	var names []string
 	for i, ln := range lns {
-		names = append(names, specs[i].Scheme+"://"+ln.Addr().String())
+		names = append(names, specs[i].Scheme+"://"+ln.Addr().String()+specs[i].Path)
 		opts := sec.options(specs[i])
 		go func() { errc <- b.ServeListener(ln, opts) }()
 	}
