@@ -18,6 +18,8 @@
 #   SHARDS="1 2 4 8"          iotd --shards values; empty skips the scaling table
 #   BROKERS="iotd mochi mosquitto"
 #   KEEP=1          keep the temporary directory with every broker's log
+#   BUILD_FROM=head build iotd from the committed HEAD; "worktree" builds the
+#                   work tree with its uncommitted changes
 #
 # Everything listens and connects on 127.0.0.1 only; every run is bounded
 # by --duration and --timeout; every broker started here is stopped on exit.
@@ -38,6 +40,7 @@ CELLS=${CELLS:-.}
 SHARDS=${SHARDS-1 2 4 8}
 BROKERS=${BROKERS:-iotd mochi mosquitto}
 KEEP=${KEEP:-0}
+BUILD_FROM=${BUILD_FROM:-head}
 
 # The same limits for every broker: far above what the bounded end-to-end
 # window (E2E_WINDOW messages per subscriber) can ever fill.
@@ -53,7 +56,7 @@ die() { log "bench-compare: $*"; exit 1; }
 
 # --- the command that reproduces this run -----------------------------------
 command="make bench-compare"
-for v in QUICK ROUNDS DURATION MODES CELLS SHARDS BROKERS; do
+for v in QUICK ROUNDS DURATION MODES CELLS SHARDS BROKERS BUILD_FROM; do
 	if [[ -n ${!v+x} ]] && env | grep -q "^$v="; then
 		command="$v='${!v}' $command"
 	fi
@@ -104,13 +107,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building iotd (make build) and bench/mochi"
-make -s build >&2
-cp bin/iotd "$WORK/iotd" # a private copy: a rebuild of bin/iotd mid-run changes nothing here
+# Build from the committed HEAD (exported to $WORK/src), so that others'
+# uncommitted edits in a shared work tree are not what gets measured;
+# BUILD_FROM=worktree measures the work tree as it is.
+if [[ $BUILD_FROM == head ]] && git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+	SRC=$WORK/src
+	mkdir -p "$SRC"
+	git archive HEAD | tar -x -C "$SRC"
+	COMMIT=$(git rev-parse --short HEAD)
+	if [[ -n $(git status --porcelain --untracked-files=no) ]]; then
+		log "the work tree has uncommitted changes: measuring HEAD $COMMIT without them (BUILD_FROM=worktree to include them)"
+	fi
+else
+	SRC=$ROOT
+	COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
+fi
+log "building iotd $COMMIT (make build) and bench/mochi"
+make -s -C "$SRC" build VERSION="$COMMIT" >&2
+cp "$SRC/bin/iotd" "$WORK/iotd" # a private copy: a rebuild of bin/iotd mid-run changes nothing here
 IOTD=$WORK/iotd
-(cd bench/mochi && CGO_ENABLED=0 go build -trimpath -o "$WORK/mochi" .)
+(cd "$SRC/bench/mochi" && CGO_ENABLED=0 go build -trimpath -o "$WORK/mochi" .)
 MOCHI=$WORK/mochi
-go build -o "$WORK/report" ./bench/report
+(cd "$SRC" && go build -o "$WORK/report" ./bench/report)
 
 IOTD_HELP=$("$IOTD" serve --help 2>&1)
 IOTD_EXTRA=()
@@ -285,7 +303,7 @@ run_cell() {
 	else
 		if [[ ${args[0]} == connect ]]; then
 			clients=${args[2]}
-			args+=(--connect-parallelism 64 --hold "$HOLD" --broker-pid "$BROKER_PID" --timeout 3m)
+			args+=(--connect-parallelism 64 --hold "$HOLD" --broker-pid "$BROKER_PID" --timeout 4m)
 		else
 			args+=(--payload "$PAYLOAD" --duration "$DURATION" --inflight "$PUB_INFLIGHT" --e2e-window "$E2E_WINDOW")
 		fi
@@ -353,7 +371,7 @@ for b in "${broker_arr[@]}"; do
 	case $b in
 	iotd)
 		durability+="$(json_str "$b"):$(json_str "$IOTD_DURABILITY"),"
-		limits+="$(json_str "$b"):$(json_str "--max-inflight $INFLIGHT --max-queued-messages $QUEUED , --shards at its default of one per CPU it may use (2 unpinned, 1 pinned) except in the --shards table"),"
+		limits+="$(json_str "$b"):$(json_str "--max-inflight $INFLIGHT --max-queued-messages $QUEUED, --shards at its default of one per CPU it may use (2 unpinned, 1 pinned) except in the --shards table"),"
 		;;
 	mochi)
 		durability+="$(json_str "$b"):$(json_str "no persistence hook: in memory"),"
@@ -366,7 +384,7 @@ for b in "${broker_arr[@]}"; do
 	esac
 done
 printf '{"kind":"meta","meta":{"date":%s,"command":%s,"commit":%s,"nproc":%d,"cpu_model":%s,"kernel":%s,"loadavg_start":%s,"loadavg_end":%s,"rounds":%d,"duration":%s,"e2e_window":%d,"inflight":%d,"queued":%d,"publisher_inflight":%d,"brokers":[%s],"versions":{%s},"durability":{%s},"limits":{%s},"elapsed":%s,"port_range":%s}}\n' \
-	"$(json_str "$(date -u '+%Y-%m-%d %H:%M UTC')")" "$(json_str "$command")" "$(json_str "$(git describe --always --dirty 2>/dev/null || echo unknown)")" \
+	"$(json_str "$(date -u '+%Y-%m-%d %H:%M UTC')")" "$(json_str "$command")" "$(json_str "$COMMIT")" \
 	"$NPROC" "$(json_str "$cpu_model")" "$(json_str "$(uname -r)")" "$(json_str "$LOAD_START")" "$(json_str "$(cut -d' ' -f1-3 /proc/loadavg)")" \
 	"$ROUNDS" "$(json_str "$DURATION")" "$E2E_WINDOW" "$INFLIGHT" "$QUEUED" "$PUB_INFLIGHT" \
 	"${brokers_json%,}" "${versions%,}" "${durability%,}" "${limits%,}" "$(json_str "$((elapsed / 60))m$((elapsed % 60))s")" "$(json_str "$(tr -s '\t ' ' ' </proc/sys/net/ipv4/ip_local_port_range)")" >>"$RAW"

@@ -120,6 +120,7 @@ type Cell struct {
 	Dup          uint64  `json:"duplicated_total"`
 	Expected     uint64  `json:"expected_total"`
 	Errors       int64   `json:"errors_total"`
+	ErrorSample  string  `json:"error_sample,omitempty"` // the first error a run reported
 
 	ConnectsPerSec float64 `json:"median_connects_per_sec,omitempty"`
 	RSSPerConn     float64 `json:"median_rss_per_conn_bytes,omitempty"`
@@ -227,6 +228,9 @@ func aggregate(runs []*Record) (map[key]*Cell, []string) {
 				c.Dup += res.Duplicated
 				c.Expected += res.Expected
 				c.Errors += res.Errors
+				if c.ErrorSample == "" && len(res.ErrorSamples) > 0 {
+					c.ErrorSample = res.ErrorSamples[0]
+				}
 				if c.MinConns < 0 || res.Connections < c.MinConns {
 					c.MinConns = res.Connections
 				}
@@ -271,9 +275,18 @@ func sortedCells(cells map[key]*Cell, order []string) []*Cell {
 		out = append(out, c)
 	}
 	idx := func(cell string) int { return slices.Index(order, cell) }
+	modeRank := func(m string) int {
+		if i := slices.Index([]string{"unpinned", "pinned", "shards"}, m); i >= 0 {
+			return i
+		}
+		return 3
+	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.Mode != b.Mode {
+			if modeRank(a.Mode) != modeRank(b.Mode) {
+				return modeRank(a.Mode) < modeRank(b.Mode)
+			}
 			return a.Mode < b.Mode
 		}
 		if idx(a.Cell) != idx(b.Cell) {
@@ -666,7 +679,11 @@ func render(m *Meta, cells map[key]*Cell, order []string) string {
 			notes = append(notes, fmt.Sprintf("%s: %s duplicate deliveries.", where, thousands(float64(c.Dup))))
 		}
 		if c.Errors > 0 && c.OK == c.Runs {
-			notes = append(notes, fmt.Sprintf("%s: the load generator counted %d errors.", where, c.Errors))
+			n := fmt.Sprintf("%s: the load generator counted %d errors", where, c.Errors)
+			if c.ErrorSample != "" {
+				n += fmt.Sprintf(" (first: %s)", c.ErrorSample)
+			}
+			notes = append(notes, n+".")
 		}
 	}
 	if len(notes) > 0 {
