@@ -33,6 +33,7 @@ import (
 // defaults from DefaultConfig.
 type Config struct {
 	Shards            int           // shard goroutines; default runtime.NumCPU()
+	MaxConnections    int           // open connections; more are closed at accept (limits.go)
 	MaxPacketSize     int           // bytes, fixed header included
 	ConnectTimeout    time.Duration // time allowed for the CONNECT packet
 	MaxClientIDLen    int           // longer ids get CONNACK 0x02
@@ -68,6 +69,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Shards:            runtime.NumCPU(),
+		MaxConnections:    100000,
 		MaxPacketSize:     16 << 20,
 		ConnectTimeout:    10 * time.Second,
 		MaxClientIDLen:    256,
@@ -90,6 +92,9 @@ func (c *Config) fill() {
 	d := DefaultConfig()
 	if c.Shards <= 0 {
 		c.Shards = d.Shards
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = d.MaxConnections
 	}
 	if c.MaxPacketSize <= 0 {
 		c.MaxPacketSize = d.MaxPacketSize
@@ -270,6 +275,10 @@ func (b *Broker) ServeConn(conn net.Conn) bool {
 }
 
 func (b *Broker) serveConn(conn net.Conn, opts *ListenerOptions) bool {
+	if b.conns.open.Load() >= int64(b.cfg.MaxConnections) {
+		b.refuseConnection(conn)
+		return true
+	}
 	c := newClient(b, conn)
 	c.lopts = opts
 	b.stats.connectionsTotal.Add(1)
@@ -394,6 +403,7 @@ func (g *group) wait() { g.wg.Wait() }
 // striped so that connects on many cores do not contend on one lock.
 type connSet struct {
 	seq     atomic.Uint64
+	open    atomic.Int64 // entries, for the max-connections check
 	stripes [64]struct {
 		mu sync.Mutex
 		m  map[uint64]*client
@@ -412,14 +422,19 @@ func (s *connSet) add(c *client) uint64 {
 	st.mu.Lock()
 	st.m[key] = c
 	st.mu.Unlock()
+	s.open.Add(1)
 	return key
 }
 
 func (s *connSet) remove(key uint64) {
 	st := &s.stripes[key%64]
 	st.mu.Lock()
+	_, ok := st.m[key]
 	delete(st.m, key)
 	st.mu.Unlock()
+	if ok {
+		s.open.Add(-1)
+	}
 }
 
 func (s *connSet) len() int {

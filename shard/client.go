@@ -156,6 +156,8 @@ func (c *client) handshake(r *wire.Reader) bool {
 		return false
 	}
 	if len(cp.ClientID) > c.b.cfg.MaxClientIDLen {
+		c.b.countRefused(RefusedClientIDTooLong)
+		c.b.logLimit(RefusedClientIDTooLong, "refused a CONNECT: client id longer than max-client-id-length", "remote", c.conn.RemoteAddr(), "length", len(cp.ClientID), "max", c.b.cfg.MaxClientIDLen)
 		c.refuse(wire.RefusedIdentifierRejected) // [MQTT-3.1.3-9]
 		return false
 	}

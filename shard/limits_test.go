@@ -1,0 +1,83 @@
+package shard
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"iotd/wire"
+)
+
+// limitLog is a log sink for assertions.
+type limitLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *limitLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *limitLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Connections beyond MaxConnections are closed at accept, counted and
+// logged (once per limitLogEvery); the clients already connected keep
+// working, and a freed slot lets the next connection in.
+func TestMaxConnectionsRefusedAtAccept(t *testing.T) {
+	logs := &limitLog{}
+	b := runBroker(t, Config{MaxConnections: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	c1, _ := b.connect(t, "one", true)
+	c2, _ := b.connect(t, "two", true)
+	silent := b.dial(t) // counts before it sends CONNECT
+
+	for range 2 {
+		over := b.dial(t)
+		over.expectClosed()
+	}
+	require.Equal(t, int64(2), b.Stats().Refused[RefusedMaxConnections])
+	require.Equal(t, 1, strings.Count(logs.String(), "refused a connection: max-connections are open"), "rate-limited: one line for two refusals:\n%s", logs.String())
+	require.Contains(t, logs.String(), "limit=max-connections")
+
+	for _, c := range []*rawClient{c1, c2} {
+		c.send(&wire.Pingreq{})
+		c.expect(wire.PINGRESP)
+	}
+	silent.send(&wire.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, ClientID: "three", CleanSession: true})
+	silent.expect(wire.CONNACK)
+
+	c1.conn.Close()
+	require.Eventually(t, func() bool { return b.Stats().Connections == 2 }, 5*time.Second, 5*time.Millisecond)
+	c4, _ := b.connect(t, "four", true)
+	c4.send(&wire.Pingreq{})
+	c4.expect(wire.PINGRESP)
+	require.Equal(t, int64(2), b.Stats().Refused[RefusedMaxConnections])
+	require.Equal(t, int64(4), b.Stats().ConnectionsTotal, "refused connections are not served or counted as accepted")
+}
+
+// A client id over MaxClientIDLen gets CONNACK 0x02 [MQTT-3.1.3-9] (see
+// TestSpecConnectClientIDs), and the refusal is counted and logged.
+func TestMaxClientIDLengthCountedAndLogged(t *testing.T) {
+	logs := &limitLog{}
+	b := runBroker(t, Config{MaxClientIDLen: 8, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	c := b.dial(t)
+	ack := c.connect(&wire.Connect{ClientID: "123456789", CleanSession: true})
+	require.Equal(t, wire.RefusedIdentifierRejected, ack.ReturnCode)
+	c.expectClosed()
+	ok, _ := b.connect(t, "12345678", true)
+	ok.send(&wire.Pingreq{})
+	ok.expect(wire.PINGRESP)
+	require.Equal(t, int64(1), b.Stats().Refused[RefusedClientIDTooLong])
+	require.Contains(t, logs.String(), "client id longer than max-client-id-length")
+	require.Contains(t, logs.String(), "length=9 max=8")
+}
