@@ -45,6 +45,10 @@ stress: ## repeat the tests to shake out flakes (TESTS, PKG)
 clean: ## remove build output
 	rm -rf bin dist
 
+.PHONY: bench-micro
+bench-micro: ## codec and topic-tree benchmarks with allocations, table into BENCHMARKS.md (COUNT, BENCHTIME)
+	bash bench/micro.sh
+
 .PHONY: bench-compare
 bench-compare: ## iotd vs mochi-mqtt vs Mosquitto on loopback, tables into BENCHMARKS.md (QUICK=1, ROUNDS, DURATION, CELLS)
 	bash bench/compare.sh
