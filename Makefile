@@ -25,6 +25,8 @@ vet: ## go vet every package
 
 test: vet ## go vet, then every test with the race detector (fuzz seed corpora included)
 	$(GO) test -race -count=1 -run '$(TESTS)' $(PKG)
+	@# The broker suite again with persistence on: every ack then waits for the logs.
+	IOTD_TEST_PERSISTENCE=1 $(GO) test -race -count=1 -run '$(TESTS)' ./shard
 
 testrace: test
 
