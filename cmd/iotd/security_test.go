@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/auth"
 	"iotd/tlsconf/tlstest"
 	"iotd/wire"
 )
@@ -530,4 +531,36 @@ func TestPasswdCommand(t *testing.T) {
 	out, err = exec.Command(bin, "passwd", pf).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "usage: iotd passwd")
+}
+
+// Without --password-stdin, `iotd passwd` prompts twice on the terminal
+// (run here under a pseudo-terminal from util-linux's script).
+func TestPasswdPromptsOnTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script (util-linux) not installed: cannot give iotd passwd a terminal")
+	}
+	bin := buildIotd(t)
+	pf := filepath.Join(t.TempDir(), "passwd")
+	run := func(user, input string) (string, error) {
+		cmd := exec.Command(script, "-qec", bin+" passwd "+pf+" "+user, "/dev/null")
+		cmd.Stdin = strings.NewReader(input)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("alice", "typed secret\ntyped secret\n")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "Password: ")
+	require.Contains(t, out, "Reenter password: ")
+	pw, err := auth.LoadPasswordFile(pf)
+	require.NoError(t, err)
+	require.True(t, pw.Check("alice", []byte("typed secret")))
+
+	out, err = run("bob", "one\ntwo\n")
+	require.Error(t, err)
+	require.Contains(t, out, "the passwords do not match")
+	pw, err = auth.LoadPasswordFile(pf)
+	require.NoError(t, err)
+	require.Equal(t, 1, pw.Len(), "nothing written on a mismatch")
 }
