@@ -18,6 +18,8 @@
 #   SHARDS="1 2 4 8"          iotd --shards values; empty skips the scaling table
 #   BROKERS="iotd mochi mosquitto"
 #   KEEP=1          keep the temporary directory with every broker's log
+#   REPORT_MD=BENCHMARKS.md   the Markdown file the tables go into (a scratch
+#                   file keeps a debugging run out of BENCHMARKS.md)
 #   BUILD_FROM=head build iotd from the committed HEAD; "worktree" builds the
 #                   work tree with its uncommitted changes
 #
@@ -41,6 +43,7 @@ SHARDS=${SHARDS-1 2 4 8}
 BROKERS=${BROKERS:-iotd mochi mosquitto}
 KEEP=${KEEP:-0}
 BUILD_FROM=${BUILD_FROM:-head}
+REPORT_MD=${REPORT_MD:-BENCHMARKS.md}
 
 # The same limits for every broker: far above what the bounded end-to-end
 # window (E2E_WINDOW messages per subscriber) can ever fill.
@@ -296,7 +299,8 @@ run_cell() {
 	if [[ $mode == pinned ]]; then pin=(taskset -c 1); fi
 	RUN_N=$((RUN_N + 1))
 	log "[$RUN_N/$RUNS_TOTAL] $mode round $round: $cell on $broker${shards:+ --shards $shards}"
-	local out=$WORK/run.$RUN_N.json
+	local out=$WORK/run.$RUN_N.json load1
+	load1=$(cut -d' ' -f1 /proc/loadavg)
 	if ! start_broker "$broker" "$mode" "$shards"; then
 		note="$broker did not start"
 		: >"$out"
@@ -320,8 +324,8 @@ run_cell() {
 		note="load generator exited $rc without a result: $(tail -n 2 "$WORK/run.$RUN_N.progress" | tr '\n' ' ')"
 	fi
 	{
-		printf '{"kind":"run","mode":"%s","round":%d,"cell":"%s","broker":"%s","shards":%d,"clients":%d,"cpu_ticks":%d,"clk_tck":%d,"exit":%d,"note":%s' \
-			"$mode" "$round" "$cell" "$broker" "${shards:-0}" "$clients" "$ticks" "$CLK_TCK" "$rc" "$(json_str "$note")"
+		printf '{"kind":"run","mode":"%s","round":%d,"cell":"%s","broker":"%s","shards":%d,"clients":%d,"cpu_ticks":%d,"clk_tck":%d,"exit":%d,"note":%s,"load1":%s' \
+			"$mode" "$round" "$cell" "$broker" "${shards:-0}" "$clients" "$ticks" "$CLK_TCK" "$rc" "$(json_str "$note")" "$load1"
 		if [[ -s $out ]]; then
 			printf ',"result":'
 			cat "$out"
@@ -389,5 +393,5 @@ printf '{"kind":"meta","meta":{"date":%s,"command":%s,"commit":%s,"nproc":%d,"cp
 	"$ROUNDS" "$(json_str "$DURATION")" "$E2E_WINDOW" "$INFLIGHT" "$QUEUED" "$PUB_INFLIGHT" \
 	"${brokers_json%,}" "${versions%,}" "${durability%,}" "${limits%,}" "$(json_str "$((elapsed / 60))m$((elapsed % 60))s")" "$(json_str "$(tr -s '\t ' ' ' </proc/sys/net/ipv4/ip_local_port_range)")" >>"$RAW"
 
-"$WORK/report" -raw "$RAW" -json "bench/results/$STAMP.json" -md BENCHMARKS.md
-log "done in $((elapsed / 60))m$((elapsed % 60))s: BENCHMARKS.md (bench-compare section), bench/results/$STAMP.json"
+"$WORK/report" -raw "$RAW" -json "bench/results/$STAMP.json" -md "$REPORT_MD"
+log "done in $((elapsed / 60))m$((elapsed % 60))s: $REPORT_MD (bench-compare section), bench/results/$STAMP.json"
