@@ -172,6 +172,7 @@ type stats struct {
 	subscriptions    atomic.Int64
 	connectionsTotal atomic.Int64
 	refused          sync.Map // reason -> *atomic.Int64
+	limits           sync.Map // limit -> *atomic.Int64 (limits.go)
 }
 
 // New creates a broker, recovers its durable state and starts its shards.

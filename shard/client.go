@@ -138,6 +138,7 @@ func (c *client) handshake(r *wire.Reader) bool {
 	fh, body, err := r.ReadPacket()
 	if err != nil {
 		c.b.logDebug("connection closed before CONNECT", "remote", c.conn.RemoteAddr(), "err", err)
+		c.b.readLimit(c, err, true)
 		return false
 	}
 	if fh.Type != wire.CONNECT {
@@ -157,7 +158,7 @@ func (c *client) handshake(r *wire.Reader) bool {
 	}
 	if len(cp.ClientID) > c.b.cfg.MaxClientIDLen {
 		c.b.countRefused(RefusedClientIDTooLong)
-		c.b.logLimit(RefusedClientIDTooLong, "refused a CONNECT: client id longer than max-client-id-length", "remote", c.conn.RemoteAddr(), "length", len(cp.ClientID), "max", c.b.cfg.MaxClientIDLen)
+		c.b.logLimit(LimitMaxClientIDLength, "refused a CONNECT: client id longer than max-client-id-length", "remote", c.conn.RemoteAddr(), "length", len(cp.ClientID), "max", c.b.cfg.MaxClientIDLen)
 		c.refuse(wire.RefusedIdentifierRejected) // [MQTT-3.1.3-9]
 		return false
 	}
@@ -218,6 +219,7 @@ func (c *client) readLoop(r *wire.Reader) (reason string, idle bool) {
 			if err == errWouldBlock {
 				return "", true
 			}
+			c.b.readLimit(c, err, false)
 			return readErrorReason(err), false
 		}
 		ev := event{c: c}

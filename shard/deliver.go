@@ -206,6 +206,7 @@ func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded
 		}
 		if s.room(c) <= 0 {
 			s.b.stats.droppedQoS0.Add(1)
+			s.b.logLimit(LimitMaxOutboundBytes, "dropped QoS 0 messages for a client whose outbound queue is full", "client", sess.id, "max", s.b.cfg.MaxOutboundBytes)
 			return
 		}
 		s.pub = wire.Publish{QoS: 0, Retain: retain, Topic: msg.Topic, Payload: msg.Payload}
@@ -222,6 +223,7 @@ func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded
 	}
 	if sess.queue.len() >= s.b.cfg.MaxQueuedMessages && !unbounded {
 		s.b.stats.droppedQueueFull.Add(1)
+		s.b.logLimit(LimitMaxQueuedMessages, "dropped QoS 1/2 messages for a session whose queue is full", "client", sess.id, "max", s.b.cfg.MaxQueuedMessages)
 		return
 	}
 	if s.durable(sess) {

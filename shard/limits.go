@@ -1,20 +1,74 @@
 package shard
 
-import "net"
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
 
-// Reasons a connection is refused, as counted in Stats.Refused.
+	"iotd/wire"
+)
+
+// Limits (Config) and what hitting each does. Every one is logged, at most
+// once per limitLogEvery per limit (logLimit), and counted:
+//
+//	max-connections       the connection is closed at accept     Stats.Refused["max-connections"]
+//	max-client-id-length  CONNACK 0x02, then close               Stats.Refused["client-id-too-long"]
+//	max-packet-size       the connection is closed               Stats.LimitHits["max-packet-size"]
+//	connect-timeout       the connection is closed               Stats.LimitHits["connect-timeout"]
+//	max-subscriptions     the filter gets SUBACK 0x80            Stats.LimitHits["max-subscriptions"]
+//	max-queued-messages   the QoS 1/2 message is dropped         Stats.DroppedQueueFull
+//	max-outbound-bytes    a QoS 0 message is dropped (QoS 1/2    Stats.DroppedQoS0
+//	                      wait in the session queue)
+//	max-inflight          further QoS 1/2 messages wait in the session queue: not an error, not counted
 const (
-	RefusedMaxConnections  = "max-connections"    // closed at accept: Config.MaxConnections are open
-	RefusedClientIDTooLong = "client-id-too-long" // CONNACK 0x02: longer than Config.MaxClientIDLen
+	RefusedMaxConnections  = "max-connections"    // Stats.Refused reason
+	RefusedClientIDTooLong = "client-id-too-long" // Stats.Refused reason
+
+	LimitMaxConnections    = "max-connections"
+	LimitMaxClientIDLength = "max-client-id-length"
+	LimitMaxPacketSize     = "max-packet-size"
+	LimitConnectTimeout    = "connect-timeout"
+	LimitMaxSubscriptions  = "max-subscriptions"
+	LimitMaxQueuedMessages = "max-queued-messages"
+	LimitMaxOutboundBytes  = "max-outbound-bytes"
 )
 
 // refuseConnection closes a connection accepted while MaxConnections are
 // open, before reading anything from it: clients already connected are not
-// affected, and a flood of connects costs an accept and a close each. It is
-// counted and logged (at most once per limitLogEvery).
+// affected, and a flood of connects costs an accept and a close each.
 func (b *Broker) refuseConnection(conn net.Conn) {
 	remote := conn.RemoteAddr()
 	conn.Close()
 	b.countRefused(RefusedMaxConnections)
-	b.logLimit(RefusedMaxConnections, "refused a connection: max-connections are open", "remote", remote, "max", b.cfg.MaxConnections)
+	b.logLimit(LimitMaxConnections, "refused a connection: max-connections are open", "remote", remote, "max", b.cfg.MaxConnections)
+}
+
+// hitLimit counts a limit in Stats.LimitHits and logs it (rate-limited).
+func (b *Broker) hitLimit(limit, msg string, args ...any) {
+	v, ok := b.stats.limits.Load(limit)
+	if !ok {
+		v, _ = b.stats.limits.LoadOrStore(limit, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+	b.logLimit(limit, msg, args...)
+}
+
+// readLimit counts a read that ended on a limit: a packet over
+// MaxPacketSize, or no CONNECT within ConnectTimeout (beforeConnect).
+func (b *Broker) readLimit(c *client, err error, beforeConnect bool) {
+	switch {
+	case errors.Is(err, wire.ErrPacketTooLarge):
+		b.hitLimit(LimitMaxPacketSize, "closed a connection that sent a packet over max-packet-size", "client", c.id, "remote", c.conn.RemoteAddr(), "max", b.cfg.MaxPacketSize)
+	case beforeConnect && isTimeout(err):
+		b.hitLimit(LimitConnectTimeout, "closed a connection that sent no CONNECT within connect-timeout", "remote", c.conn.RemoteAddr(), "timeout", b.cfg.ConnectTimeout)
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -81,3 +81,46 @@ func TestMaxClientIDLengthCountedAndLogged(t *testing.T) {
 	require.Contains(t, logs.String(), "client id longer than max-client-id-length")
 	require.Contains(t, logs.String(), "length=9 max=8")
 }
+
+// Every other limit is logged once per limitLogEvery with its name and
+// counted: max-packet-size, connect-timeout and max-subscriptions in
+// Stats.LimitHits, max-queued-messages as Stats.DroppedQueueFull. (Their
+// behaviour: TestSpecMaxPacketSize, TestSpecConnectTimeout,
+// TestSpecSubscribeMany, TestSessionQueueLimit; max-outbound-bytes:
+// TestSlowConsumerDoesNotHoldUpOthers.)
+func TestLimitHitsCountedAndLogged(t *testing.T) {
+	logs := &limitLog{}
+	b := runBroker(t, Config{
+		MaxPacketSize: 1024, ConnectTimeout: 200 * time.Millisecond, MaxSubscriptions: 1, MaxQueuedMessages: 2,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+
+	big, _ := b.connect(t, "big", true)
+	big.publish("t", strings.Repeat("x", 2000), 0, false, 0)
+	big.expectClosed()
+	silent := b.dial(t)
+	silent.expectClosed()
+
+	subs, _ := b.connect(t, "subs", true)
+	ack := subs.subscribe(1, wire.Subscription{Filter: "a", QoS: 0}, wire.Subscription{Filter: "b", QoS: 0})
+	require.Equal(t, []byte{0, wire.SubackFailure}, ack.ReturnCodes)
+
+	off, _ := b.connect(t, "offline", false)
+	off.subscribe(1, wire.Subscription{Filter: "q", QoS: 1})
+	off.send(&wire.Disconnect{})
+	off.expectClosed()
+	pub, _ := b.connect(t, "pub", true)
+	for i := range 3 {
+		pub.publishAcked("q", "m", false, uint16(i+1))
+	}
+
+	st := b.Stats()
+	require.Equal(t, int64(1), st.LimitHits[LimitMaxPacketSize])
+	require.Equal(t, int64(1), st.LimitHits[LimitConnectTimeout])
+	require.Equal(t, int64(1), st.LimitHits[LimitMaxSubscriptions])
+	require.Equal(t, int64(1), st.DroppedQueueFull)
+	log := logs.String()
+	for _, limit := range []string{LimitMaxPacketSize, LimitConnectTimeout, LimitMaxSubscriptions, LimitMaxQueuedMessages} {
+		require.Equal(t, 1, strings.Count(log, "limit="+limit), "one log line for %s:\n%s", limit, log)
+	}
+}

@@ -76,6 +76,7 @@ type Stats struct {
 	Connections      int   // open network connections, including those before CONNECT
 	ConnectionsTotal int64 // accepted since start
 	Refused          map[string]int64
+	LimitHits        map[string]int64 // limits hit that no other counter shows (limits.go)
 	Subscriptions    int64
 	Retained         int
 	Received         [3]int64 // PUBLISH packets from clients by QoS
@@ -107,6 +108,11 @@ func (b *Broker) Stats() Stats {
 	}
 	b.stats.refused.Range(func(k, v any) bool {
 		st.Refused[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	st.LimitHits = make(map[string]int64)
+	b.stats.limits.Range(func(k, v any) bool {
+		st.LimitHits[k.(string)] = v.(*atomic.Int64).Load()
 		return true
 	})
 	for _, s := range b.shards {

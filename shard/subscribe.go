@@ -16,7 +16,7 @@ func (s *Shard) handleSubscribe(c *client, sub *wire.Subscribe) {
 		if len(sess.subs) >= s.b.cfg.MaxSubscriptions {
 			if _, exists := sess.subs[t.Filter]; !exists {
 				codes[i] = wire.SubackFailure
-				s.b.logLimit("max-subscriptions", "refused a subscription over the per-session limit", "client", c.id, "max", s.b.cfg.MaxSubscriptions)
+				s.b.hitLimit(LimitMaxSubscriptions, "refused a subscription over the per-session limit", "client", c.id, "max", s.b.cfg.MaxSubscriptions)
 				continue
 			}
 		}
