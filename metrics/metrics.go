@@ -42,6 +42,7 @@ type Collector struct {
 	connections, connectionsTotal, refused                          *prometheus.Desc
 	received, sent, receivedBytes, sentBytes, dropped               *prometheus.Desc
 	queued, inflight, retained, subscriptions, sessions, aclDenied  *prometheus.Desc
+	limits                                                          *prometheus.Desc
 	mailbox, shardSessions, loop, fsync, logBytes, logFailed, build *prometheus.Desc
 	uptime                                                          *prometheus.Desc
 }
@@ -65,6 +66,7 @@ func NewCollector(src Source, version string) *Collector {
 		receivedBytes:    d("received_payload_bytes_total", "Payload bytes of the PUBLISH packets received from clients, by QoS.", "qos"),
 		sentBytes:        d("sent_payload_bytes_total", "Payload bytes of the PUBLISH packets sent to clients, by QoS.", "qos"),
 		dropped:          d("messages_dropped_total", "Messages dropped, by reason: outbound-full (QoS 0, the connection's outbound queue was full), queue-full (QoS 1/2, the session queue was at max-queued-messages), sys-topic (a client published to $SYS/), acl-publish, acl-delivery (refused by the ACL).", "reason"),
+		limits:           d("limit_hits_total", "Times a configured limit was hit, by limit: max-connections (connection closed at accept), max-client-id-length (CONNACK 0x02), max-packet-size and connect-timeout (connection closed), max-subscriptions (SUBACK 0x80), max-queued-messages and max-outbound-bytes (message dropped).", "limit"),
 		aclDenied:        d("acl_denied_total", "Requests the ACL refused, by action: publish, subscribe (a filter answered 0x80), deliver, will.", "action"),
 		queued:           d("messages_queued", "QoS 1/2 messages waiting in session queues."),
 		inflight:         d("messages_inflight", "QoS 1/2 messages sent to clients and not yet acknowledged."),
@@ -84,7 +86,7 @@ func NewCollector(src Source, version string) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.build, c.uptime, c.connections, c.connectionsTotal, c.refused, c.received, c.sent,
-		c.receivedBytes, c.sentBytes, c.dropped, c.aclDenied, c.queued, c.inflight, c.retained,
+		c.receivedBytes, c.sentBytes, c.dropped, c.limits, c.aclDenied, c.queued, c.inflight, c.retained,
 		c.subscriptions, c.sessions, c.mailbox, c.shardSessions, c.loop, c.fsync, c.logBytes, c.logFailed,
 	} {
 		ch <- d
@@ -105,7 +107,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.uptime, st.Uptime.Seconds())
 	gauge(c.connections, float64(st.Connections))
 	counter(c.connectionsTotal, float64(st.ConnectionsTotal))
-	refused := map[string]int64{"max-connections": 0, "not-authorized": sec.RefusedConnects}
+	refused := map[string]int64{shard.RefusedMaxConnections: 0, shard.RefusedClientIDTooLong: 0, "not-authorized": sec.RefusedConnects}
 	for reason, n := range st.Refused {
 		refused[reason] += n
 	}
@@ -124,6 +126,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dropped, float64(st.DroppedSys), DropSysTopic)
 	counter(c.dropped, float64(sec.DeniedPublishes), DropACLPublish)
 	counter(c.dropped, float64(sec.DeniedDeliveries), DropACLDelivery)
+	for limit, n := range map[string]int64{
+		shard.LimitMaxConnections:    st.Refused[shard.RefusedMaxConnections],
+		shard.LimitMaxClientIDLength: st.Refused[shard.RefusedClientIDTooLong],
+		shard.LimitMaxPacketSize:     st.LimitHits[shard.LimitMaxPacketSize],
+		shard.LimitConnectTimeout:    st.LimitHits[shard.LimitConnectTimeout],
+		shard.LimitMaxSubscriptions:  st.LimitHits[shard.LimitMaxSubscriptions],
+		shard.LimitMaxQueuedMessages: st.DroppedQueueFull,
+		shard.LimitMaxOutboundBytes:  st.DroppedQoS0,
+	} {
+		counter(c.limits, float64(n), limit)
+	}
 	counter(c.aclDenied, float64(sec.DeniedPublishes), "publish")
 	counter(c.aclDenied, float64(sec.DeniedSubscribes), "subscribe")
 	counter(c.aclDenied, float64(sec.DeniedDeliveries), "deliver")

@@ -155,6 +155,11 @@ func TestScrapeAfterKnownTraffic(t *testing.T) {
 	require.Equal(t, 2.0, value(t, fams, "iotd_connections_current"))
 	require.Equal(t, 2.0, value(t, fams, "iotd_connections_total"))
 	require.Equal(t, 0.0, value(t, fams, "iotd_connections_refused_total", "reason", "max-connections"))
+	require.Len(t, fams["iotd_limit_hits_total"].GetMetric(), 7, "every limit has a series")
+	for _, limit := range []string{shard.LimitMaxConnections, shard.LimitMaxClientIDLength, shard.LimitMaxPacketSize,
+		shard.LimitConnectTimeout, shard.LimitMaxSubscriptions, shard.LimitMaxQueuedMessages, shard.LimitMaxOutboundBytes} {
+		require.Equal(t, 0.0, value(t, fams, "iotd_limit_hits_total", "limit", limit))
+	}
 	require.Equal(t, 2.0, value(t, fams, "iotd_sessions"))
 	require.Equal(t, 1.0, value(t, fams, "iotd_subscriptions"))
 	require.Equal(t, 1.0, value(t, fams, "iotd_retained_messages"))

@@ -35,6 +35,12 @@ var configChecks = map[string]func(string) error{
 		}
 		return nil
 	},
+	"max-connections": func(v string) error {
+		if n, _ := strconv.Atoi(v); n < 1 {
+			return fmt.Errorf("want at least 1, got %s", v)
+		}
+		return nil
+	},
 	"persistence":     func(v string) error { _, err := parsePersistence(v); return err },
 	"fsync":           func(v string) error { _, err := parseFsync(v); return err },
 	"log-level":       func(v string) error { _, err := parseLogLevel(v); return err },

@@ -416,3 +416,98 @@ func TestWebSocketListeners(t *testing.T) {
 	}
 	require.NoError(t, p.stop(t, syscall.SIGTERM))
 }
+
+// The limits set by flags and config keys reach the broker: each is hit on
+// the real binary and shows in /metrics. (The shard tests cover each in
+// depth: shard/limits_test.go lists them.)
+func TestLimitsOnTheRealBinary(t *testing.T) {
+	bin := buildIotd(t)
+	cfg := writeConfig(t, `
+max-client-id-length = 8
+max-packet-size = "1KiB"
+max-subscriptions = 2
+max-inflight = 2
+max-queued-messages = 3
+connect-timeout = "300ms"
+`)
+	p := startOps(t, bin, "--config", cfg, "--listen", "tcp://127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+		"--max-connections", "4", "--sys-interval", "0")
+	addr := p.addrs["tcp"]
+	limit := func(name string) float64 { return scrapeProc(t, p.metrics)["iotd_limit_hits_total,limit="+name] }
+
+	// max-client-id-length: CONNACK 0x02, then close.
+	c := opsDial(t, addr)
+	require.Equal(t, wire.RefusedIdentifierRejected, c.connect("123456789"))
+	require.True(t, c.closed(5*time.Second))
+	require.Equal(t, 1.0, limit("max-client-id-length"))
+	require.Equal(t, 1.0, scrapeProc(t, p.metrics)["iotd_connections_refused_total,reason=client-id-too-long"])
+
+	// connect-timeout: a silent connection is closed.
+	start := time.Now()
+	c = opsDial(t, addr)
+	require.True(t, c.closed(5*time.Second))
+	require.Less(t, time.Since(start), 3*time.Second)
+	require.Equal(t, 1.0, limit("connect-timeout"))
+
+	// max-subscriptions: the third filter gets 0x80.
+	sub := opsDial(t, addr)
+	require.Equal(t, wire.Accepted, sub.connect("sub"))
+	sub.send(&wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: "q", QoS: 1}, {Filter: "b", QoS: 0}, {Filter: "c", QoS: 0}}})
+	ack, ok := sub.mustRead().(*wire.Suback)
+	require.True(t, ok)
+	require.Equal(t, []byte{1, 0, wire.SubackFailure}, ack.ReturnCodes)
+	require.Equal(t, 1.0, limit("max-subscriptions"))
+
+	// max-inflight 2: of 5 QoS 1 messages the subscriber gets 2 until it
+	// acknowledges; max-queued-messages 3 then holds the other 3, and a
+	// sixth is dropped.
+	pub := opsDial(t, addr)
+	require.Equal(t, wire.Accepted, pub.connect("pub"))
+	for i := range 6 {
+		pub.send(&wire.Publish{QoS: 1, PacketID: uint16(i + 1), Topic: []byte("q"), Payload: []byte{byte('0' + i)}})
+		_, ok := pub.mustRead().(*wire.Puback)
+		require.True(t, ok)
+	}
+	var got []string
+	for range 2 {
+		m, ok := sub.mustRead().(*wire.Publish)
+		require.True(t, ok)
+		got = append(got, string(m.Payload))
+	}
+	sub.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, _, err := sub.r.ReadPacket()
+	require.True(t, isNetTimeout(err), "only max-inflight messages before an ack: %v", err)
+	require.Equal(t, 1.0, limit("max-queued-messages"))
+	require.Equal(t, 1.0, scrapeProc(t, p.metrics)["iotd_messages_dropped_total,reason=queue-full"])
+	for i := uint16(1); len(got) < 5; i++ {
+		sub.send(&wire.Puback{PacketID: i})
+		m, ok := sub.mustRead().(*wire.Publish)
+		require.True(t, ok)
+		got = append(got, string(m.Payload))
+	}
+	require.Equal(t, []string{"0", "1", "2", "3", "4"}, got, "in order; the sixth was dropped")
+
+	// max-packet-size: a 2 KiB PUBLISH closes the connection.
+	pub.send(&wire.Publish{Topic: []byte("big"), Payload: make([]byte, 2048)})
+	require.True(t, pub.closed(5*time.Second))
+	require.Equal(t, 1.0, limit("max-packet-size"))
+
+	// max-connections 4 (command line): sub is open; three more fit, the
+	// next is closed at once and the others keep working.
+	var open []*opsClient
+	for i := range 3 {
+		c := opsDial(t, addr)
+		require.Equal(t, wire.Accepted, c.connect(fmt.Sprintf("c%d", i)))
+		open = append(open, c)
+	}
+	over := opsDial(t, addr)
+	require.True(t, over.closed(2*time.Second), "closed at accept")
+	require.Equal(t, 1.0, limit("max-connections"))
+	for _, c := range append(open, sub) {
+		require.NoError(t, c.ping())
+	}
+	p.log.waitFor(t, "limit=max-connections", 1)
+	for _, l := range []string{"max-client-id-length", "connect-timeout", "max-subscriptions", "max-queued-messages", "max-packet-size"} {
+		require.Contains(t, p.log.String(), "limit="+l)
+	}
+}

@@ -33,6 +33,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: "./data", Usage: "directory for durable state, created if missing"},
 			&cli.StringFlag{Name: "persistence", Value: "on", Usage: "on: persistent sessions and retained messages survive restarts and kill -9; off: everything in memory"},
 			&cli.StringFlag{Name: "fsync", Value: "always", Usage: "always: acknowledge QoS 1/2 only after fsync; interval:<duration> (e.g. interval:1s): fsync on a timer, faster, may lose the last interval on power loss"},
+			&cli.IntFlag{Name: "max-connections", Value: d.MaxConnections, Usage: "open network connections; more are closed at accept, counted (iotd_connections_refused_total{reason=\"max-connections\"}) and logged"},
 			&cli.GenericFlag{Name: "max-packet-size", Value: newSize(d.MaxPacketSize), Usage: "largest packet accepted (e.g. 16MiB); a larger one closes the connection before its payload is read"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT"},
 			&cli.IntFlag{Name: "max-client-id-length", Value: d.MaxClientIDLen, Usage: "longest client id accepted (bytes); longer ids get CONNACK 0x02"},
@@ -72,6 +73,9 @@ func runServe(cctx *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
+	if cctx.Int("max-connections") < 1 {
+		return cli.Exit(fmt.Sprintf("--max-connections must be at least 1, got %d", cctx.Int("max-connections")), 2)
+	}
 	if cctx.Int("shards") < 0 {
 		return cli.Exit(fmt.Sprintf("--shards must be 0 (one per CPU) or more, got %d", cctx.Int("shards")), 2)
 	}
@@ -98,6 +102,7 @@ func runServe(cctx *cli.Context) error {
 		DataDir:           dataDir,
 		FsyncInterval:     fsyncInterval,
 		Shards:            cctx.Int("shards"),
+		MaxConnections:    cctx.Int("max-connections"),
 		MaxPacketSize:     sizeFlag(cctx, "max-packet-size"),
 		ConnectTimeout:    cctx.Duration("connect-timeout"),
 		MaxClientIDLen:    cctx.Int("max-client-id-length"),
