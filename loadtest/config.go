@@ -100,11 +100,39 @@ type Config struct {
 	KeepAlive   time.Duration // sent in CONNECT, PINGREQ every half of it; default 60s
 	TopicPrefix string        // default "loadtest/<run id>", unique per run
 
+	// PersistentSessions makes the subscribers of fanin, fanout, pairs and
+	// latency connect with clean session 0, so that a broker with
+	// persistence writes every QoS 1/2 delivery to its log; the sessions
+	// are removed at the end. (Offline always uses persistent sessions.)
+	PersistentSessions bool
+
+	// Phase splits offline across broker restarts: PhaseFill subscribes
+	// the persistent sessions, takes them offline, publishes the backlog
+	// and exits, leaving the backlog queued in the broker; PhaseDrain
+	// reconnects the same sessions (same RunID, Subscribers, Publishers
+	// and Count), receives the backlog, checks it against what fill sent
+	// (Count) and removes the sessions. Default PhaseAll: both in one run.
+	Phase Phase
+	// RunID names the run in client ids, the default topic prefix and
+	// every payload (1-12 letters or digits); default random. Fill and
+	// drain must use the same one.
+	RunID string
+
 	// Progress, when set, gets one line per ProgressInterval (default 1s)
 	// with the current rates, connections and errors.
 	Progress         io.Writer
 	ProgressInterval time.Duration
 }
+
+// Phase is a part of the offline scenario; see Config.Phase.
+type Phase string
+
+// The phases of offline.
+const (
+	PhaseAll   Phase = "all"
+	PhaseFill  Phase = "fill"
+	PhaseDrain Phase = "drain"
+)
 
 // Defaults used by Run; exported so the CLI can show them.
 const (
@@ -177,6 +205,9 @@ func (c Config) withDefaults() Config {
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
 	}
+	if c.Phase == "" {
+		c.Phase = PhaseAll
+	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = time.Second
 	}
@@ -226,6 +257,16 @@ func (c *Config) validate() error {
 		return fmt.Errorf("offline needs QoS 1 or 2: brokers do not queue QoS 0 messages for offline sessions")
 	case c.Scenario == Latency && c.Rate == 0:
 		return fmt.Errorf("latency needs a rate above 0 (use fanin to measure latency at full speed)")
+	case c.Phase != PhaseAll && c.Phase != PhaseFill && c.Phase != PhaseDrain:
+		return fmt.Errorf("phase %q: want all, fill or drain", c.Phase)
+	case c.Phase != PhaseAll && c.Scenario != Offline:
+		return fmt.Errorf("phase %s is for the offline scenario only", c.Phase)
+	case c.Phase != PhaseAll && c.RunID == "":
+		return fmt.Errorf("phase %s needs a run id (the same for fill and drain), so drain finds the sessions fill left", c.Phase)
+	case !validRunID(c.RunID):
+		return fmt.Errorf("run id %q: want 1 to 12 letters or digits", c.RunID)
+	case c.PersistentSessions && c.Scenario != Fanin && c.Scenario != Fanout && c.Scenario != Pairs && c.Scenario != Latency:
+		return fmt.Errorf("persistent sessions apply to fanin, fanout, pairs and latency (offline always uses them)")
 	}
 	switch c.Scenario {
 	case Fanin, Fanout, Latency, Retained, Offline:
@@ -238,4 +279,18 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// validRunID accepts "" (random) or 1-12 ASCII letters and digits: client
+// ids stay within the 23 bytes every broker accepts.
+func validRunID(id string) bool {
+	if len(id) > 12 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }

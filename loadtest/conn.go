@@ -220,13 +220,13 @@ func (c *conn) readLoop() {
 				}
 				c.acks = appendAck(c.acks, wire.PUBCOMP, id) // [MQTT-4.3.3-2]
 			case wire.PUBREC:
-				if c.pub == nil || !c.pub.onPubrec(id) {
+				if c.pub == nil || !c.pub.onPubrec(id, r.since()) {
 					r.errorf("client %s: PUBREC for packet id %d, which is not awaiting one", c.id, id)
 					continue
 				}
 				c.acks = appendAck(c.acks, wire.PUBREL, id)
 			default:
-				if c.pub == nil || !c.pub.onAck(fh.Type, id) {
+				if c.pub == nil || !c.pub.onAck(fh.Type, id, r.since()) {
 					r.errorf("client %s: %s for packet id %d, which is not awaiting one", c.id, fh.Type, id)
 				}
 			}

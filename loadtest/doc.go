@@ -16,7 +16,9 @@
 // arrivals. After publishing stops and a drain period passes, lost = the
 // messages the publisher sent minus the distinct ones that arrived, so a
 // broker that drops messages cannot look fast. msg/s counts deliveries from
-// the first publish to the last delivery.
+// the first publish to the last delivery. Latency is publish to delivery;
+// ack latency, publish to the broker's PUBACK (QoS 1) or PUBREC (QoS 2),
+// which with a persistent broker includes making the message durable.
 //
 // # Flow control
 //
@@ -31,7 +33,11 @@
 // # Scenarios
 //
 // See the Scenario constants: fanin, fanout, pairs, latency, connect,
-// retained and offline. Every run subscribes, and waits for each SUBACK,
+// retained and offline. Offline can be split around a broker restart
+// (Config.Phase: fill, then drain with the same RunID), to measure recovery
+// with a backlog. With PersistentSessions, the subscribers of the message
+// scenarios use clean session 0, so a persistent broker logs their
+// deliveries. Every run subscribes, and waits for each SUBACK,
 // before it publishes; topics live under Config.TopicPrefix (unique per run
 // by default); retained messages and persistent sessions the run creates
 // are removed at the end.

@@ -98,6 +98,15 @@ func checkCounts(t *testing.T, res *Result, fan uint64) {
 	require.Positive(t, res.MsgsPerSec)
 	require.LessOrEqual(t, res.Latency.P50, res.Latency.P99)
 	require.LessOrEqual(t, res.Latency.P99, res.Latency.Max)
+	if res.QoS > 0 {
+		// Every QoS 1/2 publish was acknowledged, and timed, once.
+		require.Equal(t, int64(res.Sent), res.AckLatency.Count, "one PUBACK/PUBREC time per publish")
+		require.Positive(t, res.AckLatency.Max)
+		require.LessOrEqual(t, res.AckLatency.P50, res.AckLatency.P99)
+		require.LessOrEqual(t, res.AckLatency.P99, res.AckLatency.Max)
+	} else {
+		require.Zero(t, res.AckLatency.Count, "QoS 0 has no acknowledgement")
+	}
 }
 
 func TestScenariosAgainstIotd(t *testing.T) {
@@ -225,6 +234,12 @@ func TestConfigErrors(t *testing.T) {
 		{Config{Scenario: Offline}, "offline needs QoS 1 or 2"},
 		{Config{Scenario: Fanin, Inflight: 70000}, "in-flight window"},
 		{Config{Scenario: Latency, Rate: -1}, "rate"},
+		{Config{Scenario: Fanin, Phase: PhaseFill, RunID: "x"}, "for the offline scenario only"},
+		{Config{Scenario: Offline, QoS: 1, Phase: PhaseDrain}, "needs a run id"},
+		{Config{Scenario: Offline, QoS: 1, Phase: "later", RunID: "x"}, `phase "later"`},
+		{Config{Scenario: Fanin, RunID: "no-dashes"}, "run id"},
+		{Config{Scenario: Fanin, RunID: "thirteen13131"}, "run id"},
+		{Config{Scenario: Connect, PersistentSessions: true}, "persistent sessions apply to"},
 	} {
 		_, err := Run(context.Background(), tc.cfg)
 		require.ErrorContains(t, err, tc.want, "%+v", tc.cfg)

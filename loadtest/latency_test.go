@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"iotd/wire"
 )
 
 func TestPercentilesUniform(t *testing.T) {
@@ -72,4 +74,35 @@ func TestLatBufFlushesWhenFull(t *testing.T) {
 	}
 	require.Empty(t, b.vals, "a full batch goes to the histogram by itself")
 	require.Equal(t, int64(latBatch), l.merged().TotalCount())
+}
+
+// TestAckLatency: the publisher times publish to PUBACK (QoS 1) and to the
+// first PUBREC (QoS 2); repeats and PUBCOMP add nothing.
+func TestAckLatency(t *testing.T) {
+	h := newLatencyHist(1)
+	ms := int64(time.Millisecond)
+
+	p1 := newPublisher(0, "t", 1, 4)
+	p1.ackLat = h.buffer(0)
+	id := <-p1.free // as run does before sending
+	p1.sentAt[id] = 10 * ms
+	p1.state[id].Store(idSent)
+	require.True(t, p1.onAck(wire.PUBACK, id, 13*ms))
+	require.False(t, p1.onAck(wire.PUBACK, id, 20*ms), "a second PUBACK")
+
+	p2 := newPublisher(1, "t", 2, 4)
+	p2.ackLat = h.buffer(0)
+	id = <-p2.free
+	p2.sentAt[id] = 100 * ms
+	p2.state[id].Store(idSent)
+	require.True(t, p2.onPubrec(id, 107*ms))
+	require.True(t, p2.onPubrec(id, 150*ms), "a repeated PUBREC is answered")
+	require.True(t, p2.onAck(wire.PUBCOMP, id, 200*ms))
+
+	p1.ackLat.flush()
+	p2.ackLat.flush()
+	got := summarize(h.merged())
+	require.Equal(t, int64(2), got.Count)
+	require.InEpsilon(t, 3.0, got.P50, 0.002)
+	require.InEpsilon(t, 7.0, got.Max, 0.002)
 }

@@ -38,8 +38,14 @@ type publisher struct {
 
 	free  chan uint16     // QoS 1/2 packet ids ready for use; capacity = in-flight window
 	state []atomic.Uint32 // by packet id: idFree, idSent or idReleased
-	sent  atomic.Uint64   // messages written; also the next sequence number
-	_     [56]byte
+	// sentAt is the send time (ns since the run's epoch) by packet id,
+	// written before state goes to idSent and read by the reader after
+	// it moves state on, which orders the two. ackLat, owned by the
+	// reader, records publish to PUBACK/PUBREC; nil records nothing.
+	sentAt []int64
+	ackLat *latBuf
+	sent   atomic.Uint64 // messages written; also the next sequence number
+	_      [56]byte
 	// waitFor is the stream position the publisher is blocked on, 0 when
 	// it is not blocked; subscriber readers wake it once reached.
 	waitFor atomic.Uint64
@@ -52,6 +58,7 @@ func newPublisher(idx uint32, topic string, qos byte, inflight int) *publisher {
 	if qos > 0 {
 		p.free = make(chan uint16, inflight)
 		p.state = make([]atomic.Uint32, inflight+1)
+		p.sentAt = make([]int64, inflight+1)
 		for id := 1; id <= inflight; id++ {
 			p.free <- uint16(id)
 		}
@@ -60,8 +67,9 @@ func newPublisher(idx uint32, topic string, qos byte, inflight int) *publisher {
 }
 
 // onAck completes a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message; called by
-// the reader. It reports false for an id that is not waiting for that ack.
-func (p *publisher) onAck(t wire.Type, id uint16) bool {
+// the reader at now (ns since the epoch). It reports false for an id that
+// is not waiting for that ack.
+func (p *publisher) onAck(t wire.Type, id uint16, now int64) bool {
 	from := uint32(idSent)
 	if t == wire.PUBCOMP {
 		from = idReleased
@@ -71,17 +79,26 @@ func (p *publisher) onAck(t wire.Type, id uint16) bool {
 	if int(id) >= len(p.state) || !p.state[id].CompareAndSwap(from, idFree) {
 		return false
 	}
+	if t == wire.PUBACK && p.ackLat != nil {
+		p.ackLat.add(time.Duration(now - p.sentAt[id]))
+	}
 	p.free <- id // never blocks: at most cap(free) ids exist
 	return true
 }
 
 // onPubrec moves a QoS 2 message to its second phase; the reader then
 // sends PUBREL. A repeated PUBREC is answered again [MQTT-4.3.3].
-func (p *publisher) onPubrec(id uint16) bool {
+func (p *publisher) onPubrec(id uint16, now int64) bool {
 	if p.qos != 2 || int(id) >= len(p.state) {
 		return false
 	}
-	return p.state[id].CompareAndSwap(idSent, idReleased) || p.state[id].Load() == idReleased
+	if p.state[id].CompareAndSwap(idSent, idReleased) {
+		if p.ackLat != nil {
+			p.ackLat.add(time.Duration(now - p.sentAt[id]))
+		}
+		return true
+	}
+	return p.state[id].Load() == idReleased
 }
 
 // minNext is the lowest stream position (highest sequence received + 1)
@@ -149,18 +166,21 @@ func (p *publisher) run(r *runner, plan sendPlan) {
 				}
 			}
 		}
+		ts := r.since()
 		if p.qos > 0 {
 			var ok bool
 			if pk.PacketID, ok = p.takeID(r); !ok {
 				break
 			}
+			ts = r.since() // after any wait for a free id
+			p.sentAt[pk.PacketID] = ts
 			p.state[pk.PacketID].Store(idSent)
 		}
 		if plan.topicFor != nil {
 			pk.Topic = append(pk.Topic[:0:0], plan.topicFor(seq)...)
 		}
 		if !plan.empty {
-			putHeader(payload, header{Tag: r.tag, Pub: p.idx, Seq: seq, TS: r.since()})
+			putHeader(payload, header{Tag: r.tag, Pub: p.idx, Seq: seq, TS: ts})
 		}
 		var err error
 		size := 5 + 2 + len(pk.Topic) + 2 + len(pk.Payload)

@@ -16,6 +16,8 @@ type Result struct {
 	QoS          int    `json:"qos"`
 	PayloadBytes int    `json:"payload_bytes"`
 	TopicPrefix  string `json:"topic_prefix"`
+	RunID        string `json:"run_id"`
+	Phase        string `json:"phase,omitempty"` // offline: all, fill or drain
 	Publishers   int    `json:"publishers"`
 	Subscribers  int    `json:"subscribers"`
 	Connections  int    `json:"connections"` // opened during the run
@@ -33,6 +35,10 @@ type Result struct {
 	// offline from the reconnect to delivery; in connect, CONNECT to
 	// CONNACK.
 	Latency Percentiles `json:"latency_ms"`
+	// AckLatency is publish to the broker's acknowledgement: PUBACK at
+	// QoS 1, PUBREC at QoS 2 (with persistence, the time to make the
+	// message durable). Empty at QoS 0.
+	AckLatency Percentiles `json:"ack_latency_ms"`
 
 	Errors       int64    `json:"errors"`
 	ErrorSamples []string `json:"error_samples,omitempty"`
@@ -72,15 +78,32 @@ func (res *Result) WriteSummary(w io.Writer) error {
 		line("payload", "%d bytes", res.PayloadBytes)
 		line("clients", "%s, %s, %s", plural(res.Publishers, "publisher"), plural(res.Subscribers, "subscriber"), plural(res.Connections, "connection"))
 		line("sent", "%d", res.Sent)
-		line("received", "%d of %d expected deliveries", res.Received, res.Expected)
-		line("msg/s", "%.0f deliveries/s over %.2fs", res.MsgsPerSec, res.ElapsedSec)
-		if res.Scenario == string(Offline) {
+		if res.Phase == string(PhaseFill) {
+			line("queued", "%d deliveries left in the broker for --phase drain (run id %s)", res.Expected, res.RunID)
+		} else {
+			line("received", "%d of %d expected deliveries", res.Received, res.Expected)
+		}
+		if res.Phase == string(PhaseFill) {
+			line("published in", "%.2fs", res.ElapsedSec)
+		} else {
+			line("msg/s", "%.0f deliveries/s over %.2fs", res.MsgsPerSec, res.ElapsedSec)
+		}
+		if res.Scenario == string(Offline) && res.Phase != string(PhaseFill) {
 			line("backlog msg/s", "%.0f", res.BacklogMsgsPerSec)
 		}
 		line("lost", "%d", res.Lost)
 		line("duplicated", "%d", res.Duplicated)
 		line("out-of-order", "%d", res.OutOfOrder)
-		line("latency ms", "p50 %.3f  p90 %.3f  p99 %.3f  max %.3f", res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max)
+		if res.Phase != string(PhaseFill) {
+			line("latency ms", "p50 %.3f  p90 %.3f  p99 %.3f  max %.3f", res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max)
+		}
+		if a := res.AckLatency; a.Count > 0 {
+			ack := "PUBACK"
+			if res.QoS == 2 {
+				ack = "PUBREC"
+			}
+			line("ack latency ms", "p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (publish to %s)", a.P50, a.P90, a.P99, a.Max, ack)
+		}
 	}
 	line("errors", "%d", res.Errors)
 	if res.Stalls > 0 {

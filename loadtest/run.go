@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"runtime"
 	"sync"
@@ -50,9 +51,10 @@ type runner struct {
 	stalls  atomic.Int64
 	phase   atomic.Pointer[string]
 
-	pubs []*publisher
-	subs []*subscriber
-	lat  *latencyHist
+	pubs   []*publisher
+	subs   []*subscriber
+	lat    *latencyHist
+	ackLat *latencyHist // publish to PUBACK (QoS 1) or PUBREC (QoS 2)
 }
 
 // Run executes one load test and returns its result. It always ends by
@@ -70,12 +72,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	r := &runner{
-		cfg:   cfg,
-		runID: hex.EncodeToString(rnd[:4]),
-		tag:   binary.BigEndian.Uint32(rnd[4:]),
-		epoch: time.Now(),
-		stop:  make(chan struct{}),
-		lat:   newLatencyHist(runtime.GOMAXPROCS(0)),
+		cfg:    cfg,
+		runID:  hex.EncodeToString(rnd[:4]),
+		tag:    binary.BigEndian.Uint32(rnd[4:]),
+		epoch:  time.Now(),
+		stop:   make(chan struct{}),
+		lat:    newLatencyHist(runtime.GOMAXPROCS(0)),
+		ackLat: newLatencyHist(runtime.GOMAXPROCS(0)),
+	}
+	if cfg.RunID != "" {
+		// Another run with the same id (offline fill, then drain) must
+		// recognise these payloads.
+		h := fnv.New32a()
+		h.Write([]byte(cfg.RunID))
+		r.runID, r.tag = cfg.RunID, h.Sum32()
 	}
 	if r.cfg.TopicPrefix == "" {
 		r.cfg.TopicPrefix = "loadtest/" + r.runID
@@ -109,6 +119,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		QoS:          int(cfg.QoS),
 		PayloadBytes: cfg.PayloadSize,
 		TopicPrefix:  r.cfg.TopicPrefix,
+		RunID:        r.runID,
+	}
+	if cfg.Scenario == Offline {
+		res.Phase = string(cfg.Phase)
 	}
 	var err error
 	switch cfg.Scenario {
@@ -375,6 +389,9 @@ func (r *runner) finish(res *Result) {
 	res.Subscribers = len(r.subs)
 	for _, p := range r.pubs {
 		res.Sent += p.sent.Load()
+		if p.ackLat != nil {
+			p.ackLat.flush()
+		}
 	}
 	var last int64
 	for _, s := range r.subs {
@@ -388,7 +405,9 @@ func (r *runner) finish(res *Result) {
 			if s.ordered {
 				res.OutOfOrder += st.t.OutOfOrder
 			}
-			res.Lost += st.t.Lost(st.expected)
+			if r.cfg.Phase != PhaseFill { // fill leaves the backlog for drain
+				res.Lost += st.t.Lost(st.expected)
+			}
 		}
 	}
 	if res.measureFrom > 0 && last > res.measureFrom {
@@ -399,6 +418,7 @@ func (r *runner) finish(res *Result) {
 		res.BacklogMsgsPerSec = res.MsgsPerSec
 	}
 	res.Latency = summarize(r.lat.merged())
+	res.AckLatency = summarize(r.ackLat.merged())
 	res.Stalls = r.stalls.Load()
 	res.Errors = r.errs.Load()
 	r.mu.Lock()

@@ -76,6 +76,11 @@ func (r *runner) build() {
 		s.index(len(r.pubs))
 		s.lat = r.lat.buffer(i)
 	}
+	for i, p := range r.pubs {
+		if p.qos > 0 {
+			p.ackLat = r.ackLat.buffer(i)
+		}
+	}
 	// Message quotas: Count is shared out over the publishers.
 	if cfg.Count > 0 {
 		n := uint64(len(r.pubs))
@@ -163,7 +168,8 @@ func (r *runner) connectSubscribers(clean bool) ([]*conn, error) {
 func (r *runner) runMessages(res *Result) error {
 	cfg := r.cfg
 	r.setPhase("subscribing")
-	if _, err := r.connectSubscribers(true); err != nil {
+	subConns, err := r.connectSubscribers(!cfg.PersistentSessions)
+	if err != nil {
 		return err
 	}
 	if cfg.Scenario != Pairs {
@@ -182,7 +188,23 @@ func (r *runner) runMessages(res *Result) error {
 	r.runPublishers(r.pubs, sendPlan{start: start, size: cfg.PayloadSize})
 	r.setPhase("draining")
 	r.waitDelivered(cfg.Drain, false)
+	if cfg.PersistentSessions {
+		r.setPhase("cleaning up")
+		r.removeSessions(subConns)
+	}
 	return nil
+}
+
+// removeSessions disconnects the subscribers' connections and discards
+// their persistent sessions: a clean connect does that [MQTT-3.1.2-6].
+func (r *runner) removeSessions(subConns []*conn) {
+	disconnectAll(subConns, r.cfg.ConnectParallelism)
+	cleanConns, err := r.connectEach(len(r.subs), func(i int) string { return r.subs[i].id }, true, idleBufSize,
+		func(_ int, c *conn, _ *wire.Connack) error { c.start(); return nil })
+	disconnectAll(cleanConns, r.cfg.ConnectParallelism)
+	if err != nil {
+		r.errorf("removing the persistent sessions: %v", err)
+	}
 }
 
 // runConnect opens Clients connections with bounded parallelism, holds
@@ -361,20 +383,46 @@ func (r *runner) deleteRetained(stored *publisher) error {
 
 // runOffline: persistent sessions subscribe and leave, a backlog is
 // published, the sessions come back and are timed receiving it.
+//
+// With Config.Phase the run does only the first half (fill: leave the
+// backlog queued) or the second (drain: the backlog fill left, as many
+// messages as its quotas say).
 func (r *runner) runOffline(res *Result) error {
 	cfg := r.cfg
-	r.setPhase("subscribing")
-	subConns, err := r.connectSubscribers(false)
-	if err != nil {
-		return err
-	}
-	disconnectAll(subConns, cfg.ConnectParallelism)
+	if cfg.Phase != PhaseDrain {
+		r.setPhase("subscribing")
+		subConns, err := r.connectSubscribers(false)
+		if err != nil {
+			return err
+		}
+		disconnectAll(subConns, cfg.ConnectParallelism)
 
-	r.setPhase("backlog")
-	if err := r.connectPublishers(); err != nil {
-		return err
+		r.setPhase("backlog")
+		if err := r.connectPublishers(); err != nil {
+			return err
+		}
+		start := time.Now()
+		r.runPublishers(r.pubs, sendPlan{start: start, size: cfg.PayloadSize})
+		if cfg.Phase == PhaseFill {
+			res.ElapsedSec = time.Since(start).Seconds()
+			for _, p := range r.pubs {
+				if n := p.sent.Load(); n < p.quota {
+					r.errorf("publisher %d sent only %d of its %d messages", p.idx, n, p.quota)
+				}
+			}
+			return nil
+		}
+	} else {
+		// What fill published: every publisher's whole quota. Its send
+		// times count from another run's start: latency is measured from
+		// the reconnect alone.
+		for _, p := range r.pubs {
+			p.sent.Store(p.quota)
+		}
+		for _, s := range r.subs {
+			s.fromFloor = true
+		}
 	}
-	r.runPublishers(r.pubs, sendPlan{start: time.Now(), size: cfg.PayloadSize})
 
 	r.setPhase("reconnecting")
 	start := time.Now()
@@ -382,7 +430,7 @@ func (r *runner) runOffline(res *Result) error {
 	for _, s := range r.subs {
 		s.floor = res.measureFrom
 	}
-	subConns, err = r.connectEach(len(r.subs), func(i int) string { return r.subs[i].id }, false, subBufSize,
+	subConns, err := r.connectEach(len(r.subs), func(i int) string { return r.subs[i].id }, false, subBufSize,
 		func(i int, c *conn, ack *wire.Connack) error {
 			if !ack.SessionPresent {
 				r.errorf("client %s: broker did not keep its session (CONNACK session present = 0); its backlog is lost", c.id)
@@ -397,14 +445,7 @@ func (r *runner) runOffline(res *Result) error {
 	r.setPhase("receiving")
 	r.waitDelivered(cfg.Drain, true)
 
-	// Drop the sessions: a clean connect discards them [MQTT-3.1.2-6].
 	r.setPhase("cleaning up")
-	disconnectAll(subConns, cfg.ConnectParallelism)
-	cleanConns, err := r.connectEach(len(r.subs), func(i int) string { return r.subs[i].id }, true, idleBufSize,
-		func(_ int, c *conn, _ *wire.Connack) error { c.start(); return nil })
-	disconnectAll(cleanConns, cfg.ConnectParallelism)
-	if err != nil {
-		r.errorf("removing the persistent sessions: %v", err)
-	}
+	r.removeSessions(subConns)
 	return nil
 }

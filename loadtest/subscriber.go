@@ -31,8 +31,9 @@ type subscriber struct {
 	sparse map[uint32]*stream
 	all    []*stream
 
-	ordered bool  // count out-of-order deliveries (not for retained messages)
-	floor   int64 // latency is measured from max(send time, floor), ns since epoch
+	ordered   bool  // count out-of-order deliveries (not for retained messages)
+	floor     int64 // latency is measured from max(send time, floor), ns since epoch
+	fromFloor bool  // measure latency from floor alone (send times from another run)
 
 	recv     atomic.Uint64 // deliveries, for progress and drain
 	distinct atomic.Uint64 // distinct messages, for drain
@@ -127,7 +128,11 @@ func (s *subscriber) onPublish(c *conn, p *wire.Publish) bool {
 				}
 			}
 		}
-		s.lat.add(time.Duration(now - max(h.TS, s.floor)))
+		from := max(h.TS, s.floor)
+		if s.fromFloor {
+			from = s.floor
+		}
+		s.lat.add(time.Duration(now - from))
 	}
 	s.recv.Add(1)
 	s.last.Store(now)

@@ -25,7 +25,7 @@ var scenarioUsage = map[loadtest.Scenario]string{
 	loadtest.Latency:  "like fanin at a fixed total --rate (default 1000 msg/s, 1 -> 1): latency p50/p90/p99/max",
 	loadtest.Connect:  "--clients connections (default 1000) held idle for --hold: connects/s, broker RSS per connection",
 	loadtest.Retained: "store --count retained messages (default 1000), time S wildcard subscribers receiving them",
-	loadtest.Offline:  "S persistent sessions go offline, get a backlog of --count messages (default 500): backlog msg/s",
+	loadtest.Offline:  "S persistent sessions go offline, get a backlog of --count messages (default 500): backlog msg/s; --phase fill|drain splits it across a broker restart",
 }
 
 // loadtestCommand is `iotd loadtest SCENARIO`. Each scenario is a
@@ -91,7 +91,10 @@ func loadtestFlags() []cli.Flag {
 		&cli.IntFlag{Name: "connect-parallelism", Value: loadtest.DefaultConnectParallelism, Usage: "connection attempts in flight at once"},
 		&cli.IntFlag{Name: "broker-pid", Usage: "connect: the broker's `PID`, to read its VmRSS from /proc before and after (same machine)", DefaultText: "none"},
 		&cli.DurationFlag{Name: "keepalive", Value: loadtest.DefaultKeepAlive, Usage: "keep-alive sent in CONNECT; a PINGREQ goes out every half of it"},
-		&cli.StringFlag{Name: "topic-prefix", Usage: "prefix of every topic, so concurrent runs do not collide", DefaultText: "loadtest/<random run id>"},
+		&cli.StringFlag{Name: "topic-prefix", Usage: "prefix of every topic, so concurrent runs do not collide", DefaultText: "loadtest/<run id>"},
+		&cli.StringFlag{Name: "run-id", Usage: "name of the run in client ids, topics and payloads (1-12 letters or digits); offline --phase fill and drain need the same one", DefaultText: "random"},
+		&cli.BoolFlag{Name: "persistent-sessions", Usage: "fanin, fanout, pairs, latency: subscribers connect with clean session 0, so a persistent broker logs every QoS 1/2 delivery (removed at the end)"},
+		&cli.StringFlag{Name: "phase", Value: string(loadtest.PhaseAll), Usage: "offline: all; fill (subscribe, go offline, publish the backlog, exit, leaving it queued); drain (reconnect the sessions fill left, e.g. after a broker restart, receive and check the backlog, remove them)"},
 		&cli.StringFlag{Name: "username", Usage: "user name sent in CONNECT"},
 		&cli.StringFlag{Name: "password", Usage: "password sent in CONNECT (with --username)"},
 		&cli.BoolFlag{Name: "tls", Usage: "connect with TLS"},
@@ -146,6 +149,9 @@ func runLoadtest(cctx *cli.Context, scenario loadtest.Scenario) error {
 		BrokerPID:          num("broker-pid"),
 		KeepAlive:          dur("keepalive"),
 		TopicPrefix:        str("topic-prefix"),
+		RunID:              str("run-id"),
+		PersistentSessions: flag("persistent-sessions"),
+		Phase:              loadtest.Phase(str("phase")),
 		Progress:           os.Stderr,
 	}
 	if cfg.Password != "" && cfg.Username == "" {
