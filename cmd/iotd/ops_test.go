@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -510,4 +511,38 @@ connect-timeout = "300ms"
 	for _, l := range []string{"max-client-id-length", "connect-timeout", "max-subscriptions", "max-queued-messages", "max-packet-size"} {
 		require.Contains(t, p.log.String(), "limit="+l)
 	}
+}
+
+// One info line per connect and per disconnect, with client id, address and
+// reason, in JSON with --log-format json; debug lines only at debug level.
+func TestConnectDisconnectLogLinesJSON(t *testing.T) {
+	bin := buildIotd(t)
+	p := startOps(t, bin, "--listen", "tcp://127.0.0.1:0", "--log-format", "json")
+	c := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, c.connect("json-1"))
+	local := c.conn.LocalAddr().String()
+	c.send(&wire.Disconnect{})
+	require.True(t, c.closed(5*time.Second))
+	d := opsDial(t, p.addrs["tcp"])
+	require.Equal(t, wire.Accepted, d.connect("json-2"))
+	d.conn.Close()
+	p.log.waitFor(t, `"client":"json-2"`, 2)
+
+	type line struct {
+		Level, Msg, Client, Remote, Reason string
+	}
+	var lines []line
+	for _, raw := range strings.Split(strings.TrimSpace(p.log.String()), "\n") {
+		var l line
+		require.NoError(t, json.Unmarshal([]byte(raw), &l), "every log line is JSON: %s", raw)
+		if l.Client != "" {
+			lines = append(lines, l)
+		}
+	}
+	require.Equal(t, []line{
+		{Level: "INFO", Msg: "client connected", Client: "json-1", Remote: local},
+		{Level: "INFO", Msg: "client disconnected", Client: "json-1", Remote: local, Reason: "client sent DISCONNECT"},
+		{Level: "INFO", Msg: "client connected", Client: "json-2", Remote: d.conn.LocalAddr().String()},
+		{Level: "INFO", Msg: "client disconnected", Client: "json-2", Remote: d.conn.LocalAddr().String(), Reason: "connection closed by client"},
+	}, lines)
 }

@@ -237,7 +237,7 @@ func newLogger(level, format string, lv *slog.LevelVar) (*slog.Logger, error) {
 		lv = new(slog.LevelVar)
 	}
 	lv.Set(l)
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: addrAsString}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
