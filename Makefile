@@ -54,3 +54,7 @@ bench-micro: ## codec and topic-tree benchmarks with allocations, table into BEN
 .PHONY: bench-compare
 bench-compare: ## iotd vs mochi-mqtt vs Mosquitto on loopback, tables into BENCHMARKS.md (QUICK=1, ROUNDS, DURATION, CELLS)
 	bash bench/compare.sh
+
+.PHONY: bench-durability
+bench-durability: ## QoS 1 to persistent sessions per --fsync mode, PUBACK latency, bytes per message, recovery of 1M queued messages; tables into BENCHMARKS.md (QUICK=1, DURATION, SESSIONS, BACKLOG)
+	bash bench/durability.sh
