@@ -44,6 +44,20 @@ bench: ## micro-benchmarks with allocations (BENCHTIME, PKG)
 stress: ## repeat the tests to shake out flakes (TESTS, PKG)
 	$(GO) test -race -count=20 -run '$(TESTS)' $(PKG)
 
+.PHONY: release docker
+PLATFORMS ?= linux/amd64 linux/arm64
+release: ## static binaries for PLATFORMS (linux/amd64, linux/arm64) in dist/, VERSION stamped in, with SHA256SUMS
+	@mkdir -p dist
+	@for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; out=dist/iotd-$(VERSION)-$$os-$$arch; \
+	  echo "$$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/iotd || exit 1; \
+	done
+	cd dist && sha256sum iotd-$(VERSION)-* > SHA256SUMS
+
+docker: ## build the container image iotd:VERSION (needs a Docker engine)
+	docker build -t iotd:$(VERSION) --build-arg VERSION=$(VERSION) .
+
 clean: ## remove build output
 	rm -rf bin dist
 

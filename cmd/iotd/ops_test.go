@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -545,4 +546,48 @@ func TestConnectDisconnectLogLinesJSON(t *testing.T) {
 		{Level: "INFO", Msg: "client connected", Client: "json-2", Remote: d.conn.LocalAddr().String()},
 		{Level: "INFO", Msg: "client disconnected", Client: "json-2", Remote: d.conn.LocalAddr().String(), Reason: "connection closed by client"},
 	}, lines)
+}
+
+// The container image's configuration (docker/iotd.toml, run by the
+// Dockerfile) loads, matches what the Dockerfile exposes, and obeys the
+// rule for listeners other hosts can reach: without its password file iotd
+// refuses to start; with it, clients log in and anonymous ones are refused.
+func TestDockerImageConfig(t *testing.T) {
+	const conf = "../../docker/iotd.toml"
+	vals, _, err := applyArgs(t, "--config", conf)
+	require.NoError(t, err)
+	require.Equal(t, "[tcp://0.0.0.0:1883 ws://0.0.0.0:8083/mqtt]", vals["listen"])
+	require.Equal(t, "/data", vals["data-dir"])
+	require.Equal(t, "0.0.0.0:9234", vals["metrics-listen"])
+	df, err := os.ReadFile("../../Dockerfile")
+	require.NoError(t, err)
+	for _, want := range []string{"EXPOSE 1883 8883 8083 9234", `VOLUME ["/data"]`, "CGO_ENABLED=0", "COPY docker/iotd.toml /etc/iotd/iotd.toml",
+		`CMD ["--config", "/etc/iotd/iotd.toml"]`, "-X main.version=${VERSION}", "USER nonroot"} {
+		require.Contains(t, string(df), want)
+	}
+
+	bin := buildIotd(t)
+	// Ephemeral ports on every interface, as in the container; traffic
+	// goes to loopback only.
+	args := []string{"--config", conf, "--listen", "tcp://0.0.0.0:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", t.TempDir()}
+	missing := filepath.Join(t.TempDir(), "passwd")
+	out, err := exec.Command(bin, append(args, "--password-file", missing)...).CombinedOutput()
+	require.Error(t, err, "no password file: no start")
+	require.Contains(t, string(out), missing)
+
+	cmd := exec.Command(bin, "passwd", "--password-stdin", missing, "alice")
+	cmd.Stdin = strings.NewReader("s3cret\n")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	p := startOps(t, bin, append(args, "--password-file", missing)...)
+	_, port, err := net.SplitHostPort(p.addrs["tcp"])
+	require.NoError(t, err)
+	c := opsDial(t, "127.0.0.1:"+port)
+	c.send(&wire.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, ClientID: "a", CleanSession: true, UsernameFlag: true, Username: "alice", PasswordFlag: true, Password: []byte("s3cret")})
+	ack, ok := c.mustRead().(*wire.Connack)
+	require.True(t, ok)
+	require.Equal(t, wire.Accepted, ack.ReturnCode)
+	anon := opsDial(t, "127.0.0.1:"+port)
+	require.Equal(t, wire.RefusedNotAuthorized, anon.connect("anon"))
+	require.NoError(t, p.stop(t, syscall.SIGTERM))
 }
