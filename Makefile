@@ -24,7 +24,9 @@ vet: ## go vet every package
 	$(GO) vet $(PKG)
 
 test: vet ## go vet, then every test with the race detector (fuzz seed corpora included)
-	$(GO) test -race -count=1 -run '$(TESTS)' $(PKG)
+	@# -p 1: one package at a time, so the timing-sensitive tests (keep-alive,
+	@# SIGKILL rounds) do not compete for the CPU with another package's.
+	$(GO) test -race -count=1 -p 1 -run '$(TESTS)' $(PKG)
 	@# The broker suite again with persistence on: every ack then waits for the logs.
 	IOTD_TEST_PERSISTENCE=1 $(GO) test -race -count=1 -run '$(TESTS)' ./shard
 

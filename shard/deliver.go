@@ -113,7 +113,9 @@ func (s *Shard) publish(msg *Message, t *ticket) {
 		} else {
 			s.b.retained.Set(topic, msg)
 		}
-		if rl := s.b.retainLog; rl != nil {
+		// $SYS/ retained messages are the broker's live statistics: stale
+		// after a restart, so they stay out of the log.
+		if rl := s.b.retainLog; rl != nil && !isSysTopic(msg.Topic) {
 			if t != nil {
 				t.shares.Add(1)
 				op.t = t

@@ -852,3 +852,20 @@ func ackAll(c *rawClient, pubs []*wire.Publish) {
 		c.send(&wire.Pubcomp{PacketID: id})
 	}
 }
+
+// $SYS statistics are retained for subscribers but never written to the
+// retained log: after a restart they would be stale.
+func TestSysRetainedNotPersisted(t *testing.T) {
+	dir := t.TempDir()
+	b, err := New(Config{Shards: 2, Persistence: true, DataDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, b.Publish("$SYS/broker/uptime", []byte("7 seconds"), 0, true))
+	require.Eventually(t, func() bool { _, ok := b.retained.Get("$SYS/broker/uptime"); return ok }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, b.Close(context.Background()))
+
+	b, err = New(Config{Shards: 2, Persistence: true, DataDir: dir})
+	require.NoError(t, err)
+	defer b.Close(context.Background())
+	_, ok := b.retained.Get("$SYS/broker/uptime")
+	require.False(t, ok, "a $SYS retained message came back after a restart")
+}
