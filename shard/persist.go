@@ -44,7 +44,9 @@ type persister struct {
 	failed       error
 }
 
-func openPersister(dir string, opts wal.Options, compactAt int64) (*persister, error) {
+// openLog opens (or creates) the log in dir/wal; a repaired tail is logged
+// loudly with the file and offset.
+func openLog(dir string, opts wal.Options) (*wal.Log, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -54,6 +56,14 @@ func openPersister(dir string, opts wal.Options, compactAt int64) (*persister, e
 	}
 	if repair.Truncated && opts.Logger != nil {
 		opts.Logger.Warn("repaired a torn log tail", "file", repair.File, "offset", repair.Offset, "dropped_bytes", repair.DroppedBytes)
+	}
+	return log, nil
+}
+
+func openPersister(dir string, opts wal.Options, compactAt int64) (*persister, error) {
+	log, err := openLog(dir, opts)
+	if err != nil {
+		return nil, err
 	}
 	return &persister{
 		log:          log,

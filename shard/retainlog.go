@@ -48,15 +48,9 @@ type retainLog struct {
 }
 
 func openRetainLog(dir string, opts wal.Options, compactAt int64) (*retainLog, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
-	}
-	log, repair, err := wal.Open(filepath.Join(dir, "wal"), opts)
+	log, err := openLog(dir, opts)
 	if err != nil {
 		return nil, err
-	}
-	if repair.Truncated && opts.Logger != nil {
-		opts.Logger.Warn("repaired a torn log tail", "file", repair.File, "offset", repair.Offset, "dropped_bytes", repair.DroppedBytes)
 	}
 	r := &retainLog{
 		log:          log,
