@@ -32,18 +32,21 @@ import (
 // Config holds the broker's limits and behaviour. Zero values take the
 // defaults from DefaultConfig.
 type Config struct {
-	Shards            int           // shard goroutines; default runtime.NumCPU()
-	MaxConnections    int           // open connections; more are closed at accept (limits.go)
-	MaxPacketSize     int           // bytes, fixed header included
-	ConnectTimeout    time.Duration // time allowed for the CONNECT packet
-	MaxClientIDLen    int           // longer ids get CONNACK 0x02
-	MaxInflight       int           // unacknowledged QoS 1/2 messages per client
-	MaxQueuedMessages int           // QoS 1/2 messages waiting per session
-	MaxOutboundBytes  int           // bytes queued for writing per connection
-	MaxSubscriptions  int           // filters per session
-	RetryInterval     time.Duration // in-session resend of unacknowledged messages; 0 = off
-	RetryLimit        int           // resends per message; 0 = unlimited (DefaultConfig: 5)
-	TakeoverGrace     time.Duration // how long a new connection waits for the old one's last packets
+	Shards         int // shard goroutines; default runtime.NumCPU()
+	MaxConnections int // open connections; more are closed at accept (limits.go)
+	// MaxPendingHandshakes bounds connections without a completed CONNECT;
+	// past it the oldest is closed (limits.go).
+	MaxPendingHandshakes int
+	MaxPacketSize        int           // bytes, fixed header included
+	ConnectTimeout       time.Duration // time allowed for the CONNECT packet
+	MaxClientIDLen       int           // longer ids get CONNACK 0x02
+	MaxInflight          int           // unacknowledged QoS 1/2 messages per client
+	MaxQueuedMessages    int           // QoS 1/2 messages waiting per session
+	MaxOutboundBytes     int           // bytes queued for writing per connection
+	MaxSubscriptions     int           // filters per session
+	RetryInterval        time.Duration // in-session resend of unacknowledged messages; 0 = off
+	RetryLimit           int           // resends per message; 0 = unlimited (DefaultConfig: 5)
+	TakeoverGrace        time.Duration // how long a new connection waits for the old one's last packets
 
 	// Persistence: with Persistence set, persistent sessions and retained
 	// messages live in DataDir and QoS 1/2 publishes are acknowledged only
@@ -68,23 +71,24 @@ type Config struct {
 // DefaultConfig returns the defaults an operator gets with no flags.
 func DefaultConfig() Config {
 	return Config{
-		Shards:            runtime.NumCPU(),
-		MaxConnections:    100000,
-		MaxPacketSize:     16 << 20,
-		ConnectTimeout:    10 * time.Second,
-		MaxClientIDLen:    256,
-		MaxInflight:       32,
-		MaxQueuedMessages: 1000,
-		MaxOutboundBytes:  1 << 20,
-		MaxSubscriptions:  1000,
-		RetryLimit:        5,
-		TakeoverGrace:     250 * time.Millisecond,
-		WriteTimeout:      30 * time.Second,
-		MailboxSize:       4096,
-		Persistence:       true,
-		DataDir:           "./data",
-		CompactBytes:      64 << 20,
-		SegmentBytes:      4 << 20,
+		Shards:               runtime.NumCPU(),
+		MaxConnections:       100000,
+		MaxPendingHandshakes: 10000,
+		MaxPacketSize:        16 << 20,
+		ConnectTimeout:       10 * time.Second,
+		MaxClientIDLen:       256,
+		MaxInflight:          32,
+		MaxQueuedMessages:    1000,
+		MaxOutboundBytes:     1 << 20,
+		MaxSubscriptions:     1000,
+		RetryLimit:           5,
+		TakeoverGrace:        250 * time.Millisecond,
+		WriteTimeout:         30 * time.Second,
+		MailboxSize:          4096,
+		Persistence:          true,
+		DataDir:              "./data",
+		CompactBytes:         64 << 20,
+		SegmentBytes:         4 << 20,
 	}
 }
 
@@ -95,6 +99,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = d.MaxConnections
+	}
+	if c.MaxPendingHandshakes <= 0 {
+		c.MaxPendingHandshakes = d.MaxPendingHandshakes
 	}
 	if c.MaxPacketSize <= 0 {
 		c.MaxPacketSize = d.MaxPacketSize
@@ -155,6 +162,7 @@ type Broker struct {
 	closing     atomic.Bool
 	goroutines  group
 	conns       connSet
+	pending     pendingHandshakes
 	idPrefix    string
 	idSeq       atomic.Uint64
 	stats       stats
@@ -190,6 +198,7 @@ func New(cfg Config) (*Broker, error) {
 		started:  time.Now(),
 	}
 	b.conns.init()
+	b.pending.max = cfg.MaxPendingHandshakes
 	b.shards = make([]*Shard, cfg.Shards)
 	for i := range b.shards {
 		b.shards[i] = newShard(b, i)
@@ -284,6 +293,10 @@ func (b *Broker) serveConn(conn net.Conn, opts *ListenerOptions) bool {
 	c.lopts = opts
 	b.stats.connectionsTotal.Add(1)
 	c.connKey = b.conns.add(c)
+	if old := b.pending.add(c); old != nil {
+		old.conn.Close() // its reader ends its handshake with an error
+		b.hitLimit(LimitMaxPendingHandshakes, "closed the oldest connection still without CONNECT to make room", "remote", old.conn.RemoteAddr(), "max", b.cfg.MaxPendingHandshakes)
+	}
 	ok := b.goroutines.start(c.serve)
 	if !ok {
 		b.conns.remove(c.connKey)

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ type client struct {
 	ready     chan struct{}    // closed by the shard once CONNACK is queued
 	raw       *rawReader       // non-blocking reads of a TCP socket; nil for TLS and WebSocket
 	connKey   uint64           // key in the broker's connection set
+	pending   *list.Element    // in the broker's pending handshakes; guarded by its mutex
 	lopts     *ListenerOptions // the listener's settings; nil from ServeConn
 	ident     *identity        // who the ACL sees, set before the CONNECT is posted
 
@@ -70,7 +72,9 @@ func (c *client) serve() {
 		src = c.raw
 	}
 	r := wire.NewReader(src, c.b.cfg.MaxPacketSize)
-	if !c.handshake(r) {
+	ok := c.handshake(r)
+	c.b.pending.done(c)
+	if !ok {
 		// Not close(): a refusal's CONNACK is still queued and must reach
 		// the client first [MQTT-3.2.2-5]; with nothing queued this closes now.
 		c.out.closeAfterFlush()

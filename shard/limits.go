@@ -13,6 +13,8 @@ import (
 // once per limitLogEvery per limit (logLimit), and counted:
 //
 //	max-connections       the connection is closed at accept     Stats.Refused["max-connections"]
+//	max-pending-handshakes the oldest connection without CONNECT  Stats.LimitHits["max-pending-handshakes"]
+//	                      is closed to make room
 //	max-client-id-length  CONNACK 0x02, then close               Stats.Refused["client-id-too-long"]
 //	max-packet-size       the connection is closed               Stats.LimitHits["max-packet-size"]
 //	connect-timeout       the connection is closed               Stats.LimitHits["connect-timeout"]
@@ -25,13 +27,14 @@ const (
 	RefusedMaxConnections  = "max-connections"    // Stats.Refused reason
 	RefusedClientIDTooLong = "client-id-too-long" // Stats.Refused reason
 
-	LimitMaxConnections    = "max-connections"
-	LimitMaxClientIDLength = "max-client-id-length"
-	LimitMaxPacketSize     = "max-packet-size"
-	LimitConnectTimeout    = "connect-timeout"
-	LimitMaxSubscriptions  = "max-subscriptions"
-	LimitMaxQueuedMessages = "max-queued-messages"
-	LimitMaxOutboundBytes  = "max-outbound-bytes"
+	LimitMaxConnections       = "max-connections"
+	LimitMaxPendingHandshakes = "max-pending-handshakes"
+	LimitMaxClientIDLength    = "max-client-id-length"
+	LimitMaxPacketSize        = "max-packet-size"
+	LimitConnectTimeout       = "connect-timeout"
+	LimitMaxSubscriptions     = "max-subscriptions"
+	LimitMaxQueuedMessages    = "max-queued-messages"
+	LimitMaxOutboundBytes     = "max-outbound-bytes"
 )
 
 // refuseConnection closes a connection accepted while MaxConnections are

@@ -3,6 +3,7 @@ package shard
 import (
 	"bytes"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -123,4 +124,41 @@ func TestLimitHitsCountedAndLogged(t *testing.T) {
 	for _, limit := range []string{LimitMaxPacketSize, LimitConnectTimeout, LimitMaxSubscriptions, LimitMaxQueuedMessages} {
 		require.Equal(t, 1, strings.Count(log, "limit="+limit), "one log line for %s:\n%s", limit, log)
 	}
+}
+
+// Connections that never complete CONNECT (slowloris) cannot lock out a real
+// client: past MaxPendingHandshakes the oldest pending one is closed to make
+// room, and the newcomer connects and publishes as usual.
+func TestMaxPendingHandshakesEvictsOldest(t *testing.T) {
+	const max, flood = 50, 300
+	b := runBroker(t, Config{MaxPendingHandshakes: max, ConnectTimeout: time.Minute})
+	var stalled []net.Conn
+	for i := range flood {
+		conn, err := net.Dial("tcp", b.addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		if i%2 == 0 {
+			conn.Write([]byte{0x10, 20, 0, 4}) // half a CONNECT, then nothing
+		}
+		stalled = append(stalled, conn)
+	}
+	sub, _ := b.connect(t, "real-sub", true)
+	sub.subscribe(1, wire.Subscription{Filter: "t", QoS: 1})
+	pub, _ := b.connect(t, "real-pub", true)
+	pub.publish("t", "through", 1, false, 9)
+	pub.expect(wire.PUBACK)
+	require.Equal(t, "through", string(sub.expectPublish().Payload))
+
+	// Every stalled connection but the newest max (minus the two real ones'
+	// turns) was closed; none of them got a byte.
+	closed := 0
+	for _, conn := range stalled {
+		conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		var one [1]byte
+		if _, err := conn.Read(one[:]); err != nil && !isTimeout(err) {
+			closed++
+		}
+	}
+	require.GreaterOrEqual(t, closed, flood-max, "oldest pending handshakes closed")
+	require.GreaterOrEqual(t, b.Stats().LimitHits[LimitMaxPendingHandshakes], int64(flood-max))
 }
