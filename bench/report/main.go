@@ -684,7 +684,7 @@ func render(m *Meta, cells map[key]*Cell, order []string, runs []*Record) string
 			notes = append(notes, fmt.Sprintf("%s: %s duplicate deliveries.", where, thousands(float64(c.Dup))))
 		}
 		if c.Errors > 0 && c.OK == c.Runs {
-			n := fmt.Sprintf("%s: the load generator counted %d errors", where, c.Errors)
+			n := fmt.Sprintf("%s: the load generator counted %s", where, plural(c.Errors, "error"))
 			if c.ErrorSample != "" {
 				n += fmt.Sprintf(" (first: %s)", c.ErrorSample)
 			}
@@ -726,6 +726,13 @@ func portNote(portRange string, cells map[key]*Cell) string {
 		"and Linux's connect() looks for a free ephemeral port in the even half of %d–%d (%s ports) first, so once that half is taken every further connect scans it in vain "+
 		"(a few hundred connects/s, for every broker). Compare brokers within such a row, and read the 10,000 row for connection rate.",
 		thousands(float64(half)), lo, hi, thousands(float64(half)))
+}
+
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func names(bs []string) []string {
