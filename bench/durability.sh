@@ -39,6 +39,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
@@ -153,18 +155,7 @@ start_broker() {
 	return 1
 }
 
-stop_broker() {
-	[[ -n $BROKER_PID ]] || return 0
-	local pid=$BROKER_PID i
-	BROKER_PID=""
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+# stop_broker comes from bench/lib.sh.
 
 kill9_broker() {
 	local pid=$BROKER_PID
