@@ -158,6 +158,7 @@ type Broker struct {
 	tree        *topictree.Tree
 	retained    *topictree.Retained[*Message]
 	retainLog   *retainLog // nil when persistence is off
+	retainMarks originMarks // the retained log's origin marks at startup; read-only
 	quit        chan struct{}
 	closing     atomic.Bool
 	goroutines  group
