@@ -112,6 +112,10 @@ type soakSub struct {
 	got  int               // deliveries, repeats included
 	done chan struct{}     // closed when the online reader ended
 	err  error             // the online reader's violation
+	// ended is when the online reader saw its connection end, and why:
+	// before the kill, the broker dropped a subscriber it must keep.
+	ended  time.Time
+	endErr error
 }
 
 func newSoakSub(id string, clean, online bool, maxQoS byte, resent map[string]map[int]bool, subs ...wire.Subscription) *soakSub {
@@ -220,18 +224,23 @@ func (s *soakSub) handle(pk wire.Packet) error {
 // ends (the kill) or a violation, which it keeps in s.err.
 func (s *soakSub) readOnline() {
 	s.done = make(chan struct{})
+	s.err, s.endErr = nil, nil
 	go func() {
 		defer close(s.done)
+		defer s.c.close()
 		for {
-			if s.c.rd.Buffered() == 0 && s.c.flush() != nil {
-				return
+			if s.c.rd.Buffered() == 0 {
+				if err := s.c.flush(); err != nil {
+					s.ended, s.endErr = time.Now(), err
+					return
+				}
 			}
 			pk, err := s.c.next(time.Minute)
 			if err != nil {
 				if isTimeout(err) {
 					s.err = violatef("%s: nothing arrived for a minute while online", s.id)
 				}
-				s.c.close()
+				s.ended, s.endErr = time.Now(), err
 				return
 			}
 			if err := s.handle(pk); err != nil {
@@ -239,7 +248,7 @@ func (s *soakSub) readOnline() {
 				if errors.As(err, &v) {
 					s.err = err
 				}
-				s.c.close()
+				s.ended, s.endErr = time.Now(), err
 				return
 			}
 		}
@@ -316,6 +325,32 @@ func publishQoS0(addr, name string, count int) int {
 	}
 	c.flush()
 	return count
+}
+
+// killWhen SIGKILLs the broker once n acknowledgements have arrived (or the
+// publishers finished) and waits for every publisher to notice. It returns
+// the acknowledgement count and the moment just before the signal.
+func killWhen(t *testing.T, r *pubRun, b *iotdProc, n int64) (int64, time.Time) {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+wait:
+	for r.acks.Load() < n {
+		select {
+		case <-r.done:
+			break wait
+		case <-deadline:
+			t.Fatalf("only %d of the %d acknowledgements to wait for arrived within 2m", r.acks.Load(), n)
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+	at, when := r.acks.Load(), time.Now()
+	b.kill9(t)
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("publishers did not stop within 30s of the kill")
+	}
+	return at, when
 }
 
 // streamState is what one publisher's record says at the kill.
@@ -449,8 +484,8 @@ func TestSoakKill9(t *testing.T) {
 		q0name := fmt.Sprintf("c%dq0", cycle)
 		q0sent := make(chan int, 1)
 		go func() { q0sent <- publishQoS0(b.addr, q0name, 20*cfg.perStream) }()
-		at := run.killAt(t, b, killAt)
-		loadTime := time.Since(start)
+		at, killTime := killWhen(t, run, b, killAt)
+		loadTime := killTime.Sub(start)
 		online := append(slices.Clone(cleanSubs), persistentSubs[:2]...)
 		for _, s := range online {
 			select {
@@ -459,6 +494,7 @@ func TestSoakKill9(t *testing.T) {
 				t.Fatalf("%s: subscriber %s still reading 30s after the kill", where, s.id)
 			}
 			require.NoError(t, s.err, where)
+			require.False(t, s.ended.Before(killTime), "%s: subscriber %s lost its connection %v before the kill: %v", where, s.id, killTime.Sub(s.ended), s.endErr)
 		}
 		nq0 := <-q0sent
 
