@@ -74,3 +74,10 @@ bench-compare: ## iotd vs mochi-mqtt vs Mosquitto on loopback, tables into BENCH
 .PHONY: bench-durability
 bench-durability: ## QoS 1 to persistent sessions per --fsync mode, PUBACK latency, bytes per message, recovery of 1M queued messages; tables into BENCHMARKS.md (QUICK=1, DURATION, SESSIONS, BACKLOG)
 	bash bench/durability.sh
+
+.PHONY: soak soak-kill
+KILL_CYCLES ?= 20
+soak-kill: ## kill -9 soak of the real binary under mixed load, KILL_CYCLES (20) restarts, every acknowledged message checked (KILL_SEED replays a run)
+	IOTD_SOAK_CYCLES=$(KILL_CYCLES) IOTD_SOAK_SEED=$(KILL_SEED) $(GO) test -count=1 -v -timeout 60m -run '^TestSoakKill9$$' ./cmd/iotd
+
+soak: soak-kill soak-stall
