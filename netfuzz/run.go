@@ -396,7 +396,10 @@ func (r *runner) controlLoop(ctx context.Context, ctl *control) {
 		}
 		d, err := ctl.roundTrip(ctx)
 		if ctx.Err() != nil {
-			return // cut short by the end of the run: neither a success nor a miss
+			// Cut short by the end of the run: neither a success nor a miss.
+			// Its ack or delivery may still arrive, so start afresh.
+			ctl.close()
+			return
 		}
 		r.mu.Lock()
 		r.res.Control.Max = max(r.res.Control.Max, d)
