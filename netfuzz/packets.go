@@ -259,13 +259,17 @@ func (g *gen) corruptHeader(raw []byte) ([]byte, string) {
 		first := []byte{0x00, 0xf0, 0x0f, 0xff}[g.rng.IntN(4)]
 		return append(appendHeader(nil, first, len(body)), body...), "reserved packet type"
 	case 2:
-		// A length the body never reaches: up to the protocol maximum, or
-		// just over a typical max-packet-size.
+		// A length the body never reaches: anything up to the protocol
+		// maximum, just over the default max-packet-size (16 MiB), or just
+		// under it (a packet the broker accepts and waits for).
 		n := len(body) + 1 + g.rng.IntN(wire.MaxRemainingLength-len(body))
-		if g.rng.IntN(2) == 0 {
-			n = min(wire.MaxRemainingLength, 16<<20+g.rng.IntN(16))
+		switch g.rng.IntN(3) {
+		case 0:
+			n = 16<<20 + g.rng.IntN(16)
+		case 1:
+			n = 16<<20 - 5 - g.rng.IntN(1<<20)
 		}
-		return append(appendHeader(nil, raw[0], n), body...), "huge remaining length"
+		return append(appendHeader(nil, raw[0], max(n, len(body)+1)), body...), "huge remaining length"
 	case 3:
 		return append([]byte{raw[0], 0xff, 0xff, 0xff, 0xff, 0x7f}, body...), "5-byte remaining length"
 	case 4:

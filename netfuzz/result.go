@@ -23,6 +23,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	c := r.Control
 	fmt.Fprintf(&b, "control         %d round trips, %d missed, %d reconnects; latency p50 %v, p99 %v, max %v\n",
 		c.RoundTrips, c.Misses, c.Reconnects, c.P50.Round(time.Microsecond), c.P99.Round(time.Microsecond), c.Max.Round(time.Microsecond))
+	if r.BrokerPeakRSS > 0 {
+		fmt.Fprintf(&b, "broker peak RSS %s\n", humanize.IBytes(uint64(r.BrokerPeakRSS)))
+	}
 	if r.CleanupError != "" {
 		fmt.Fprintf(&b, "cleanup         %s\n", r.CleanupError)
 	}

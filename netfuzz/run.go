@@ -45,6 +45,9 @@ type Config struct {
 	// BrokerAlive, if set, is polled while fuzzing: an error means the
 	// broker process died, which ends the run as a failure.
 	BrokerAlive func() error
+	// BrokerPeakRSS, if set, reports the broker's peak resident memory in
+	// bytes; it is read once fuzzing ends (Result.BrokerPeakRSS).
+	BrokerPeakRSS func() (int64, error)
 
 	Progress         io.Writer     // a line every ProgressInterval; nil: none
 	ProgressInterval time.Duration // default DefaultProgress
@@ -125,6 +128,7 @@ type Result struct {
 	BrokerClosed    int64 // connections the broker closed before their script ended
 	WriteStalls     int64 // writes that made no progress for 5 s
 	Control         ControlStats
+	BrokerPeakRSS   int64  // bytes; 0 when unknown (Config.BrokerPeakRSS)
 	CleanupError    string `json:",omitempty"`
 	Failures        []Failure
 }
@@ -245,6 +249,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	ctl.close()
+	if cfg.BrokerPeakRSS != nil {
+		if rss, err := cfg.BrokerPeakRSS(); err == nil {
+			r.res.BrokerPeakRSS = rss
+		}
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()

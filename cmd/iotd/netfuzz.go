@@ -113,6 +113,7 @@ func runNetfuzz(cctx *cli.Context) error {
 			return cli.Exit(fmt.Sprintf("--broker-pid %d: %v", pid, err), 2)
 		}
 		cfg.BrokerAlive = func() error { return processAlive(pid) }
+		cfg.BrokerPeakRSS = func() (int64, error) { return peakRSS(pid) }
 	}
 
 	// Ctrl-C ends the run early; the result so far is still printed.
@@ -128,6 +129,7 @@ func runNetfuzz(cctx *cli.Context) error {
 		defer broker.cleanup()
 		cfg.Addr = broker.addr
 		cfg.BrokerAlive = broker.alive
+		cfg.BrokerPeakRSS = func() (int64, error) { return peakRSS(broker.cmd.Process.Pid) }
 		fmt.Fprintf(os.Stderr, "netfuzz: started iotd pid %d on %s (log %s)\n", broker.cmd.Process.Pid, broker.addr, broker.logPath)
 	}
 	fmt.Fprintf(os.Stderr, "netfuzz: seed %d (%#x), %d connections, %v, broker %s\n", cfg.Seed, cfg.Seed, cfg.Connections, cfg.Duration, cfg.Addr)
@@ -180,6 +182,21 @@ func processAlive(pid int) error {
 		}
 	}
 	return nil
+}
+
+// peakRSS reads the peak resident set size (VmHWM) of pid from /proc.
+func peakRSS(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in " + fmt.Sprintf("/proc/%d/status", pid))
 }
 
 // spawnedBroker is an iotd started by --spawn-broker.

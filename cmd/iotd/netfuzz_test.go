@@ -26,6 +26,7 @@ func TestNetfuzzSpawnBroker(t *testing.T) {
 	require.Contains(t, string(out), "netfuzz: seed 42 (0x2a)")
 	require.Contains(t, string(out), "result          PASS")
 	require.Regexp(t, `control +[1-9][0-9]* round trips, 0 missed`, string(out))
+	require.Regexp(t, `broker peak RSS [0-9.]+ [KMG]iB`, string(out))
 	log, err := os.ReadFile(connLog)
 	require.NoError(t, err)
 	require.Contains(t, string(log), "seed=0x")
