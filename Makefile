@@ -3,6 +3,9 @@ GO        ?= go
 PKG       ?= ./...
 TESTS     ?= .
 FUZZTIME  ?= 30s
+NETFUZZTIME  ?= 30m
+NETFUZZCONNS ?= 8
+NETFUZZSEED  ?=
 BENCHTIME ?= 1s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
@@ -32,13 +35,19 @@ test: vet ## go vet, then every test with the race detector (fuzz seed corpora i
 
 testrace: test
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s), then fuzz-net
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t ($(FUZZTIME))"; \
 	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \
 	  done; \
 	done
+	$(MAKE) fuzz-net
+
+.PHONY: fuzz-net
+fuzz-net: build ## network fuzzer against a fresh bin/iotd for NETFUZZTIME (default 30m; NETFUZZCONNS, NETFUZZSEED)
+	./bin/iotd netfuzz --spawn-broker --duration $(NETFUZZTIME) --connections $(NETFUZZCONNS) \
+	  $(if $(NETFUZZSEED),--seed $(NETFUZZSEED)) --conn-log bin/netfuzz-connections.log
 
 bench: ## micro-benchmarks with allocations (BENCHTIME, PKG)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKG)
