@@ -34,10 +34,21 @@ func stateView(st *durableState) map[string]sessionView {
 // back, is the same state.
 func requireSnapshotRoundTrip(t *testing.T, st *durableState) {
 	t.Helper()
-	back := &durableState{sessions: make(map[string]*session)}
-	require.NoError(t, decodeSnapshot(encodeSnapshot(st.sessions, st.seq), back))
+	back := newDurableState()
+	require.NoError(t, decodeSnapshot(encodeSnapshot(st.sessions, st.seq, st.unrouted, st.marks), back))
 	require.Equal(t, st.seq, back.seq)
 	require.Equal(t, stateView(st), stateView(back))
+	require.Equal(t, heldView(st), heldView(back))
+	require.True(t, slices.Equal(st.marks, back.marks), "origin marks %v, read back %v", st.marks, back.marks)
+}
+
+// heldView pictures the held messages still to route.
+func heldView(st *durableState) map[uint64]string {
+	v := make(map[uint64]string, len(st.unrouted))
+	for seq, m := range st.unrouted {
+		v[seq] = string(m.Topic) + "|" + string(m.Payload) + "|" + string(rune('0'+m.QoS)) + boolStr(m.Retain)
+	}
+	return v
 }
 
 // FuzzDecodeSnapshot: any snapshot body decodes or fails with an error;
@@ -50,11 +61,11 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	s.addInflight(&outMsg{id: 65535, msg: newMessage([]byte("e"), nil, 1, false), qos: 1})
 	s.queue.push(pending{msg: m, qos: 1})
 	s.inbound = map[uint16]struct{}{3: {}, 9: {}}
-	f.Add(encodeSnapshot(map[string]*session{"c": s, "d": newSession("d", false)}, 42))
-	f.Add(encodeSnapshot(nil, 0))
+	f.Add(encodeSnapshot(map[string]*session{"c": s, "d": newSession("d", false)}, 42, map[uint64]*Message{40: m, 41: newMessage([]byte("h"), []byte("held"), 2, false)}, originMarks{3, 0, 17}))
+	f.Add(encodeSnapshot(nil, 0, nil, nil))
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st := &durableState{sessions: make(map[string]*session)}
+		st := newDurableState()
 		if err := decodeSnapshot(data, st); err != nil {
 			return
 		}
@@ -97,12 +108,20 @@ func FuzzReplay(f *testing.F) {
 	seed = appendRecord(seed, recAck, withID("c", 2))
 	seed = appendRecord(seed, recInHold, withID("c", 5))
 	seed = appendRecord(seed, recInRelease, withID("c", 5))
+	seed = appendRecord(seed, recInHoldMsg, func(e *wal.Encoder) {
+		e.AppendString("c")
+		e.AppendUint16(6)
+		e.AppendUvarint(2)
+		encodeMessage(e, newMessage([]byte("h/x"), []byte("held"), 2, true))
+	})
+	seed = appendRecord(seed, recOrigin, func(e *wal.Encoder) { e.AppendUvarint(1); e.AppendUvarint(9) })
+	seed = appendRecord(seed, recRouted, func(e *wal.Encoder) { e.AppendUvarint(2) })
 	seed = appendRecord(seed, recUnsub, func(e *wal.Encoder) { e.AppendString("c"); e.AppendString("a/+") })
 	seed = appendRecord(seed, recSession, client("gone"))
 	seed = appendRecord(seed, recSessionDel, client("gone"))
 	f.Add(seed)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st := &durableState{sessions: make(map[string]*session)}
+		st := newDurableState()
 		msgs := make(map[uint64]*Message)
 		for len(data) > 0 {
 			typ := data[0]
