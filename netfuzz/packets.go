@@ -221,6 +221,9 @@ func (g *gen) corrupt(raw []byte) ([]byte, string) {
 		}
 		return (&wire.Subscribe{PacketID: id, Subscriptions: subs}).Append(nil), "SUBSCRIBE " + what
 	case wire.PUBACK, wire.PUBREC, wire.PUBREL, wire.PUBCOMP:
+		if fh.RemainingLength != 2 {
+			break // already malformed (a table case): break its header instead
+		}
 		if g.rng.IntN(2) == 0 {
 			out := clone(raw)
 			out[hl], out[hl+1] = 0, 0

@@ -132,3 +132,13 @@ func TestShiftEnds(t *testing.T) {
 	require.Equal(t, []int{5, 10, 20}, shiftEnds(slices.Clone(ends), 5, -10), "the end inside the deleted range moves to its start")
 	require.True(t, bytes.Equal([]byte{1, 9, 9, 2}, insertAt([]byte{1, 2}, 1, []byte{9, 9})))
 }
+
+// Every seed makes a script: the generator never panics on the malformed
+// table packets it mutates (0x74e711d08e06efb once cut a 1-byte PUBACK body
+// as if it had a packet id).
+func TestScriptsNeverPanic(t *testing.T) {
+	NewScript(0x74e711d08e06efb)
+	for seed := range uint64(20000) {
+		NewScript(seed * 0x9e3779b97f4a7c15)
+	}
+}
