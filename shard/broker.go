@@ -66,6 +66,9 @@ type Config struct {
 	// log in without a verified user name.
 	Auth          *auth.Store
 	DenyAnonymous bool
+
+	// walFault, in tests, injects disk errors into every log (wal.Options.Fault).
+	walFault func(dir, op string) error
 }
 
 // DefaultConfig returns the defaults an operator gets with no flags.

@@ -1,0 +1,216 @@
+package shard
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"iotd/wal"
+)
+
+// A log fails when a write, fsync or truncation returns an error: a full
+// disk, an I/O error. The broker keeps running on its in-memory state:
+//
+//   - Acknowledgements (PUBACK, PUBREC, PUBCOMP) that wait for records the
+//     failure lost are held, not sent; everything that needs no record (QoS 0,
+//     clean sessions) keeps flowing.
+//   - The log's owner retries recovery with backoff: the in-memory state,
+//     which includes every lost change, becomes a snapshot, and the log
+//     restarts empty after it (wal.Log.Recover). Only then are the held
+//     acknowledgements released: the snapshot holds their messages.
+//   - The failure and the recovery are logged once each, and counted in
+//     metrics (iotd_wal_failed, iotd_wal_errors_total, iotd_wal_recoveries_total).
+
+// Recovery attempts start soon after the failure and back off to one every
+// recoverMaxDelay: each attempt encodes and writes a full snapshot.
+const (
+	recoverFirstDelay = 100 * time.Millisecond
+	recoverMaxDelay   = 5 * time.Second
+)
+
+// logFault follows one log through a failure and its recovery. It is owned by
+// the goroutine that writes the log (a shard's, or the retained log's); the
+// counters are read by Stats.
+type logFault struct {
+	err      error     // the failure being recovered from; nil while healthy
+	since    time.Time // of the failure
+	attempts int       // recovery attempts since the failure
+	held     []*ticket // one share each, released once a recovery snapshot holds their state
+	delay    time.Duration
+	timer    *time.Timer
+	retry    <-chan time.Time // fires when a recovery attempt is due; nil while healthy
+
+	failed     atomic.Bool
+	errors     atomic.Int64 // failures and failed recovery attempts
+	recoveries atomic.Int64
+}
+
+// fail records that the log failed with err. The first failure logs msg at
+// error level with the file and errno, and starts the recovery timer; later
+// ones (the same sticky error) change nothing.
+func (f *logFault) fail(logger *slog.Logger, err error, msg string, args ...any) {
+	if f.err != nil {
+		return
+	}
+	f.err, f.since, f.attempts = err, time.Now(), 0
+	f.failed.Store(true)
+	f.errors.Add(1)
+	logger.Error(msg, append(args, errorAttrs(err)...)...)
+	f.delay = recoverFirstDelay
+	if f.timer == nil {
+		f.timer = time.NewTimer(f.delay)
+	} else {
+		f.timer.Reset(f.delay)
+	}
+	f.retry = f.timer.C
+}
+
+// attempted records the outcome of a recovery attempt and reports whether
+// the log is healthy again; the caller then releases the held shares
+// (takeHeld). A failed attempt backs off and is logged at debug level only:
+// the failure was logged once already.
+func (f *logFault) attempted(logger *slog.Logger, err error, msg string, args ...any) bool {
+	f.attempts++
+	if err != nil {
+		f.errors.Add(1)
+		f.delay = min(2*f.delay, recoverMaxDelay)
+		f.timer.Reset(f.delay)
+		logger.Debug("log recovery attempt failed; retrying", append(args, "next_attempt_in", f.delay, "err", err)...)
+		return false
+	}
+	logger.Info(msg, append(args, "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts, "acks_released", len(f.held))...)
+	f.err, f.retry = nil, nil
+	f.failed.Store(false)
+	f.recoveries.Add(1)
+	return true
+}
+
+// takeHeld returns the held shares and forgets them.
+func (f *logFault) takeHeld() []*ticket {
+	held := f.held
+	f.held = nil
+	return held
+}
+
+func (f *logFault) stop() {
+	if f.timer != nil {
+		f.timer.Stop()
+	}
+}
+
+// errorAttrs names the file and errno of a disk error, for the log line.
+func errorAttrs(err error) []any {
+	var attrs []any
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "file", pe.Path)
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		attrs = append(attrs, "errno", errnoName(errno))
+	}
+	return append(attrs, "err", err)
+}
+
+func errnoName(e syscall.Errno) string {
+	switch e {
+	case syscall.ENOSPC:
+		return "ENOSPC"
+	case syscall.EDQUOT:
+		return "EDQUOT"
+	case syscall.EIO:
+		return "EIO"
+	case syscall.EROFS:
+		return "EROFS"
+	case syscall.EFBIG:
+		return "EFBIG"
+	case syscall.EACCES:
+		return "EACCES"
+	case syscall.EPERM:
+		return "EPERM"
+	case syscall.ENOENT:
+		return "ENOENT"
+	case syscall.EMFILE:
+		return "EMFILE"
+	}
+	return "errno " + strconv.Itoa(int(e))
+}
+
+// --- a shard's log ---
+
+// recover writes the live state as a snapshot and restarts the failed log
+// after it (wal.Log.Recover).
+func (p *persister) recover(sessions map[string]*session) error {
+	return p.log.Recover(func(index uint64) error {
+		return wal.WriteSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq))
+	})
+}
+
+// logFailed starts holding acknowledgements: the log lost records.
+func (s *Shard) logFailed(err error) {
+	s.fault.fail(s.b.cfg.Logger, err,
+		"shard log write failed: QoS 1/2 publishes that reach persistent sessions on this shard are not acknowledged "+
+			"until it recovers; QoS 0 and clean sessions keep flowing. Free disk space or fix the disk: iotd retries on its own",
+		"shard", s.index)
+}
+
+// holdShares keeps this iteration's ticket shares after a failed commit:
+// they are released by the recovery snapshot, not before.
+func (s *Shard) holdShares(err error) {
+	s.logFailed(err)
+	s.fault.held = append(s.fault.held, s.shares...)
+	clear(s.shares)
+	s.shares = s.shares[:0]
+}
+
+// handleWhileFailed handles ev while the log is failed. Shares taken by an
+// event that logged nothing (a QoS 1/2 publish that reached only clean
+// sessions, a repeated QoS 2 PUBLISH) depend on no lost record, so they are
+// released now instead of waiting for the recovery.
+func (s *Shard) handleWhileFailed(ev *event) {
+	n, appends := len(s.shares), s.p.log.Appends()
+	s.dispatch(ev)
+	if s.p.log.Appends() != appends || len(s.shares) == n {
+		return
+	}
+	for _, t := range s.shares[n:] {
+		t.releaseOn(s)
+	}
+	clear(s.shares[n:])
+	s.shares = s.shares[:n]
+}
+
+// recoverLog attempts the recovery of the failed log and, once it worked,
+// releases the acknowledgements held since the failure.
+func (s *Shard) recoverLog() {
+	start := time.Now()
+	err := s.p.recover(s.sessions)
+	if !s.fault.attempted(s.b.cfg.Logger, err,
+		"shard log recovered: its state is in a new snapshot and held acknowledgements are sent", "shard", s.index, "snapshot_took", time.Since(start).Round(time.Microsecond)) {
+		return
+	}
+	s.stats.logBytes.Store(s.p.log.Size())
+	for _, t := range s.fault.takeHeld() {
+		t.releaseOn(s)
+	}
+}
+
+// --- the retained log ---
+
+// recover attempts the recovery of the failed retained log and, once it
+// worked, releases the acknowledgements held since the failure.
+func (r *retainLog) recover() {
+	err := r.log.Recover(func(index uint64) error {
+		return wal.WriteSnapshot(r.snapshotPath, index, r.encodeSnapshot())
+	})
+	if !r.fault.attempted(r.logger, err, "retained log recovered: retained messages are in a new snapshot and held acknowledgements are sent", "dir", r.dir) {
+		return
+	}
+	for _, t := range r.fault.takeHeld() {
+		t.release()
+	}
+}
