@@ -409,7 +409,8 @@ func (l *Log) openEmptyAt(index uint64) error {
 	if err := writeFileAtomic(start, nil); err != nil {
 		return err
 	}
-	if err := finishTruncation(l.dir, l.logger); err != nil {
+	// Finishing our own truncation, not one a crash interrupted: no warning.
+	if err := finishTruncation(l.dir, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
 	tw, err := twal.Open(l.dir, l.opts.tidwall())
