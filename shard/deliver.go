@@ -85,6 +85,11 @@ func (s *Shard) handlePubrel(c *client, id uint16) {
 			return
 		}
 	}
+	if s.fault.err != nil && s.durable(sess) {
+		// A repeated PUBREL: its release record may be one the failed log lost.
+		s.holdAck(c, s.newTicket(c, wire.PUBCOMP, id), wire.PUBCOMP, id)
+		return
+	}
 	if len(c.acks) > 0 {
 		// Keep PUBCOMP behind acknowledgements still waiting.
 		t := &ticket{owner: s, c: c, ack: wire.PUBCOMP, id: id, settled: true}

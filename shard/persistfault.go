@@ -77,6 +77,7 @@ func (f *logFault) attempted(logger *slog.Logger, err error, msg string, args ..
 	f.attempts++
 	if err != nil {
 		f.errors.Add(1)
+		f.pruneAbandoned()
 		f.delay = min(2*f.delay, recoverMaxDelay)
 		f.timer.Reset(f.delay)
 		logger.Debug("log recovery attempt failed; retrying", append(args, "next_attempt_in", f.delay, "err", err)...)
@@ -87,6 +88,20 @@ func (f *logFault) attempted(logger *slog.Logger, err error, msg string, args ..
 	f.failed.Store(false)
 	f.recoveries.Add(1)
 	return true
+}
+
+// pruneAbandoned stops holding the tickets of connections that are gone, so
+// that clients reconnecting and publishing again during a long failure do not
+// pile up tickets. Their shares are never released: nothing waits for them.
+func (f *logFault) pruneAbandoned() {
+	kept := f.held[:0]
+	for _, t := range f.held {
+		if !t.abandoned.Load() {
+			kept = append(kept, t)
+		}
+	}
+	clear(f.held[len(kept):])
+	f.held = kept
 }
 
 // takeHeld returns the held shares and forgets them.
@@ -173,8 +188,9 @@ func (s *Shard) holdShares(err error) {
 // released now instead of waiting for the recovery.
 func (s *Shard) handleWhileFailed(ev *event) {
 	n, appends := len(s.shares), s.p.log.Appends()
+	repeat := s.mayRepeat(ev)
 	s.dispatch(ev)
-	if s.p.log.Appends() != appends || len(s.shares) == n {
+	if s.p.log.Appends() != appends || len(s.shares) == n || repeat {
 		return
 	}
 	for _, t := range s.shares[n:] {
@@ -182,6 +198,18 @@ func (s *Shard) handleWhileFailed(ev *event) {
 	}
 	clear(s.shares[n:])
 	s.shares = s.shares[:n]
+}
+
+// mayRepeat reports whether ev may repeat an earlier packet whose records the
+// failure lost: a QoS 2 PUBLISH or a PUBREL from a persistent session (sent
+// again after a reconnect, say). It logs nothing itself, yet its
+// acknowledgement says that the first one is stored.
+func (s *Shard) mayRepeat(ev *event) bool {
+	c := ev.c
+	if c == nil || c.sess == nil || !s.durable(c.sess) {
+		return false
+	}
+	return ev.kind == evPubrel || ev.kind == evPublish && ev.msg.QoS == 2
 }
 
 // recoverLog attempts the recovery of the failed log and, once it worked,

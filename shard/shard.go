@@ -325,6 +325,9 @@ func (s *Shard) detach(c *client, reason string) {
 			s.route(will, nil) // client-supplied like a PUBLISH: never into $SYS
 		}
 	}
+	for _, t := range c.acks {
+		t.abandoned.Store(true)
+	}
 	clear(c.acks)
 	c.acks = nil
 	waiting := sess.waiting

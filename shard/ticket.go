@@ -19,6 +19,9 @@ type ticket struct {
 	ack     wire.Type // PUBACK or PUBREC
 	id      uint16
 	settled bool // owned by the owner shard: every share is released
+	// abandoned: the connection is gone, nobody waits for the
+	// acknowledgement; a failed log stops holding the ticket (persistfault.go).
+	abandoned atomic.Bool
 }
 
 // release gives back one share from outside any shard (the retained log).
