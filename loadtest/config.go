@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 )
 
@@ -48,6 +49,13 @@ type Config struct {
 	Scenario Scenario
 	Addr     string      // broker host:port; default 127.0.0.1:1883
 	TLS      *tls.Config // nil for plain TCP
+
+	// SourceAddrs are the local addresses connections come from, in turn.
+	// Empty: the kernel chooses, except that with a loopback broker address
+	// connections spread over DefaultLoopbackSources, because one source
+	// address has only about 28,000 ephemeral ports and Linux searches them
+	// slowly once half are taken.
+	SourceAddrs []netip.Addr
 
 	Username, Password string // sent in CONNECT when Username is set
 
@@ -145,12 +153,26 @@ const (
 	DefaultHold               = 5 * time.Second
 	DefaultConnectParallelism = 64
 	DefaultKeepAlive          = 60 * time.Second
+	DefaultLoopbackSources    = 8 // 127.0.0.1 to 127.0.0.8
 )
+
+// isLoopbackV4 reports whether addr (host:port) is an IPv4 loopback address.
+func isLoopbackV4(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().Is4() && ap.Addr().IsLoopback()
+}
 
 // withDefaults fills zero fields; it is applied to a copy.
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
+	}
+	if len(c.SourceAddrs) == 0 && isLoopbackV4(c.Addr) {
+		ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		for range DefaultLoopbackSources {
+			c.SourceAddrs = append(c.SourceAddrs, ip)
+			ip = ip.Next()
+		}
 	}
 	if c.PayloadSize == 0 {
 		c.PayloadSize = DefaultPayloadSize

@@ -66,6 +66,11 @@ func (r *runner) dial(ctx context.Context, id string, clean bool, bufSize int) (
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	d := net.Dialer{}
+	if srcs := r.cfg.SourceAddrs; len(srcs) > 0 {
+		src := srcs[(r.dials.Add(1)-1)%uint64(len(srcs))]
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+		d.Control = bindNoPort
+	}
 	nc, err := d.DialContext(ctx, "tcp", r.cfg.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", r.cfg.Addr, err)

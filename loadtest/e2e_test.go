@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,4 +254,47 @@ func TestConfigErrors(t *testing.T) {
 	res, err := Run(context.Background(), brief(addr, Fanin, 0))
 	require.ErrorContains(t, err, "connect "+addr)
 	require.NotNil(t, res)
+}
+
+// sourceRecorder notes the remote address of every accepted connection.
+type sourceRecorder struct {
+	net.Listener
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (r *sourceRecorder) Accept() (net.Conn, error) {
+	c, err := r.Listener.Accept()
+	if err == nil {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		r.mu.Lock()
+		r.seen[host]++
+		r.mu.Unlock()
+	}
+	return c, err
+}
+
+// Against a loopback broker, connections come from 127.0.0.1-127.0.0.8 in
+// turn, so a connect run is not limited by one address's ephemeral ports;
+// SourceAddrs chooses them explicitly.
+func TestSourceAddresses(t *testing.T) {
+	rec := &sourceRecorder{seen: map[string]int{}}
+	addr := startBroker(t, func(ln net.Listener) net.Listener { rec.Listener = ln; return rec })
+	cfg := brief(addr, Connect, 0)
+	cfg.Clients = 80
+	run(t, cfg)
+	rec.mu.Lock()
+	require.Len(t, rec.seen, DefaultLoopbackSources, "sources: %v", rec.seen)
+	for host, n := range rec.seen {
+		require.Equal(t, 10, n, "connections from %s", host)
+	}
+	clear(rec.seen)
+	rec.mu.Unlock()
+
+	cfg.Clients = 6
+	cfg.SourceAddrs = []netip.Addr{netip.MustParseAddr("127.0.0.42"), netip.MustParseAddr("127.0.0.43")}
+	run(t, cfg)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Equal(t, map[string]int{"127.0.0.42": 3, "127.0.0.43": 3}, rec.seen)
 }

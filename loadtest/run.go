@@ -45,8 +45,9 @@ type runner struct {
 	samples []string
 	readers sync.WaitGroup
 
-	open    atomic.Int64 // connections currently open
-	started atomic.Int64 // connections opened during the run
+	dials   atomic.Uint64 // connection attempts, to take source addresses in turn
+	open    atomic.Int64  // connections currently open
+	started atomic.Int64  // connections opened during the run
 	errs    atomic.Int64
 	stalls  atomic.Int64
 	phase   atomic.Pointer[string]

@@ -160,7 +160,8 @@ type Broker struct {
 	shards      []*Shard
 	tree        *topictree.Tree
 	retained    *topictree.Retained[*Message]
-	retainLog   *retainLog // nil when persistence is off
+	retainLog   *retainLog  // nil when persistence is off
+	retainMarks originMarks // the retained log's origin marks at startup; read-only
 	quit        chan struct{}
 	closing     atomic.Bool
 	goroutines  group

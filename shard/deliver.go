@@ -36,10 +36,16 @@ func (s *Shard) handlePublish(c *client, ev *event) {
 				sess.inbound = make(map[uint16]struct{})
 			}
 			sess.inbound[ev.packetID] = struct{}{}
-			if s.durable(sess) {
-				s.p.idRecord(recInHold, sess.id, ev.packetID)
+			if s.durable(sess) && !isSysTopic(msg.Topic) {
+				// Logged whole and routed once durable, so a restart
+				// neither loses nor repeats it (heldroute.go).
+				s.hold(sess, ev.packetID, msg)
+			} else {
+				if s.durable(sess) {
+					s.p.idRecord(recInHold, sess.id, ev.packetID)
+				}
+				s.route(msg, t)
 			}
-			s.route(msg, t)
 		}
 		s.holdAck(c, t, wire.PUBREC, ev.packetID)
 	}
@@ -114,9 +120,11 @@ func (s *Shard) route(msg *Message, t *ticket) {
 // first [MQTT-3.3.1-5]; an empty retained payload deletes [MQTT-3.3.1-10].
 // t, if set, gains one share per log the message must reach.
 func (s *Shard) publish(msg *Message, t *ticket) {
-	if msg.Retain {
+	// A held message routed again after a restart leaves the retained store
+	// alone if the retained log already had it: a newer one may follow it.
+	if msg.Retain && !s.b.retainMarks.has(msg.origin) {
 		topic := string(msg.Topic)
-		op := retainOp{topic: msg.Topic, msg: msg}
+		op := retainOp{topic: msg.Topic, msg: msg, origin: msg.origin}
 		if len(msg.Payload) == 0 {
 			s.b.retained.Delete(topic) // [MQTT-3.3.1-11]
 			op.msg = nil
@@ -157,7 +165,7 @@ func (s *Shard) publish(msg *Message, t *ticket) {
 		s.outbox[m.Shard] = out
 	}
 	if local != nil {
-		s.deliverLocal(msg, local)
+		s.deliverMatched(msg, local)
 	}
 }
 

@@ -9,6 +9,19 @@ type Message struct {
 	Payload []byte
 	QoS     byte // as published
 	Retain  bool // as published
+
+	// origin names an inbound QoS 2 message held in its publisher's shard
+	// log (heldroute.go); zero for every other message.
+	origin origin
+}
+
+// origin identifies a held QoS 2 message: the publisher's shard and the
+// sequence number its log gave the message. Sequence numbers start at 1 and
+// only grow, so every log can remember which held messages it already has
+// by keeping the highest one per publishing shard.
+type origin struct {
+	shard int
+	seq   uint64
 }
 
 // newMessage copies topic and payload into one allocation, so a message never
@@ -37,6 +50,7 @@ const (
 	evWritable                     // writer: the outbound queue drained below its limit
 	evSettled                      // a ticket's last share was released: its ack may go out
 	evSysPublish                   // the broker publishes (e.g. $SYS statistics)
+	evRouteHeld                    // this shard: held QoS 2 messages are durable, route them
 )
 
 // event is one item in a shard's mailbox. Only the fields its kind needs are set.

@@ -25,12 +25,16 @@ const (
 	recSend       byte = 7  // client, packet id: the queue head went in flight with this id
 	recAck        byte = 8  // client, packet id: PUBACK or PUBCOMP completed it
 	recRelease    byte = 9  // client, packet id: PUBREC received, PUBREL sent
-	recInHold     byte = 10 // client, packet id: inbound QoS 2 id held until PUBREL
+	recInHold     byte = 10 // client, packet id: inbound QoS 2 id held until PUBREL (written before held messages were logged; still read)
 	recInRelease  byte = 11 // client, packet id: PUBREL received
+	recInHoldMsg  byte = 12 // client, packet id, seq, topic, payload, qos, retain: inbound QoS 2 id held, message to route
+	recRouted     byte = 13 // seq: every log the held message had to reach has it
+	recOrigin     byte = 14 // shard, seq: the records just before complete that held message's delivery here
 )
 
 // snapshotVersion is the layout of the state blob in a shard snapshot.
-const snapshotVersion = 1
+// Version 2 adds the held messages still being routed and the origin marks.
+const snapshotVersion = 2
 
 // persister is a shard's durable log. It is owned by the shard goroutine.
 type persister struct {
@@ -41,6 +45,7 @@ type persister struct {
 	enc          wal.Encoder
 	seq          uint64              // last message sequence number used
 	batchMsgs    map[*Message]uint64 // messages logged in the current batch
+	records      uint64              // records appended since the log was opened
 }
 
 // openLog opens (or creates) the log in dir/wal; a repaired tail is logged
@@ -76,6 +81,33 @@ func openPersister(dir string, opts wal.Options, compactAt int64) (*persister, e
 func (p *persister) record(typ byte) {
 	p.log.Append(typ, p.enc.B)
 	p.enc.B = p.enc.B[:0]
+	p.records++
+}
+
+// holdMessage logs an inbound QoS 2 message with its packet id, under a
+// new sequence number that becomes its origin.
+func (p *persister) holdMessage(client string, id uint16, msg *Message) uint64 {
+	p.seq++
+	p.enc.AppendString(client)
+	p.enc.AppendUint16(id)
+	p.enc.AppendUvarint(p.seq)
+	encodeMessage(&p.enc, msg)
+	p.record(recInHoldMsg)
+	return p.seq
+}
+
+// routed logs that the held message seq reached every log it had to.
+func (p *persister) routed(seq uint64) {
+	p.enc.AppendUvarint(seq)
+	p.record(recRouted)
+}
+
+// originMark logs that the delivery of held message o is complete in this
+// log: every record it made comes before this one.
+func (p *persister) originMark(o origin) {
+	p.enc.AppendUvarint(uint64(o.shard))
+	p.enc.AppendUvarint(o.seq)
+	p.record(recOrigin)
 }
 
 func (p *persister) clientRecord(typ byte, client string) {
@@ -138,15 +170,69 @@ func boolByte(b bool) byte {
 }
 
 // durableState is what a shard's snapshot and log describe: its persistent
-// sessions with their subscriptions, queues, in-flight and inbound state.
+// sessions with their subscriptions, queues, in-flight and inbound state,
+// the held QoS 2 messages not yet routed everywhere, and the origin marks.
 type durableState struct {
 	sessions map[string]*session
 	seq      uint64
+	unrouted map[uint64]*Message // by sequence number
+	marks    originMarks
 }
 
-// encodeSnapshot lays out every persistent session. Messages shared by many
-// sessions are written once, in a table referenced by position.
-func encodeSnapshot(sessions map[string]*session, seq uint64) []byte {
+func newDurableState() *durableState {
+	return &durableState{sessions: make(map[string]*session), unrouted: make(map[uint64]*Message)}
+}
+
+// originMarks holds, per publishing shard, the highest held message whose
+// delivery is complete in one log. Each shard routes its held messages in
+// sequence order and every log applies them in arrival order, so a message
+// at or below the mark is already there.
+type originMarks []uint64
+
+// has reports whether the held message o is complete here; false for a
+// message that was never held.
+func (m originMarks) has(o origin) bool {
+	return o.seq != 0 && o.shard < len(m) && o.seq <= m[o.shard]
+}
+
+// seqOf is the mark for one publishing shard (0 if none).
+func (m originMarks) seqOf(shard int) uint64 {
+	if shard < len(m) {
+		return m[shard]
+	}
+	return 0
+}
+
+func (m *originMarks) note(o origin) {
+	for len(*m) <= o.shard {
+		*m = append(*m, 0)
+	}
+	(*m)[o.shard] = max((*m)[o.shard], o.seq)
+}
+
+func (m originMarks) encode(e *wal.Encoder) {
+	e.AppendUvarint(uint64(len(m)))
+	for _, seq := range m {
+		e.AppendUvarint(seq)
+	}
+}
+
+func decodeOriginMarks(d *wal.Decoder) originMarks {
+	n := d.Uvarint()
+	if n > uint64(d.Len()) {
+		return nil // a corrupt count; d.Err reports the short read below
+	}
+	m := make(originMarks, 0, n)
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
+		m = append(m, d.Uvarint())
+	}
+	return m
+}
+
+// encodeSnapshot lays out every persistent session, the unrouted held
+// messages and the origin marks. Messages shared by many sessions are
+// written once, in a table referenced by position.
+func encodeSnapshot(sessions map[string]*session, seq uint64, unrouted map[uint64]*Message, marks originMarks) []byte {
 	var e wal.Encoder
 	e.AppendUvarint(snapshotVersion)
 	e.AppendUvarint(seq)
@@ -194,6 +280,12 @@ func encodeSnapshot(sessions map[string]*session, seq uint64) []byte {
 			body.AppendUint16(id)
 		}
 	}
+	body.AppendUvarint(uint64(len(unrouted)))
+	for seq, m := range unrouted {
+		body.AppendUvarint(seq)
+		body.AppendUvarint(ref(m))
+	}
+	marks.encode(&body)
 	e.AppendUvarint(uint64(len(table)))
 	for _, m := range table {
 		encodeMessage(&e, m)
@@ -213,8 +305,9 @@ func decodeMessage(d *wal.Decoder) *Message {
 
 func decodeSnapshot(data []byte, st *durableState) error {
 	d := wal.NewDecoder(data)
-	if v := d.Uvarint(); v != snapshotVersion {
-		return fmt.Errorf("snapshot version %d, want %d", v, snapshotVersion)
+	version := d.Uvarint()
+	if version != 1 && version != snapshotVersion {
+		return fmt.Errorf("snapshot version %d, want %d", version, snapshotVersion)
 	}
 	st.seq = d.Uvarint()
 	n := d.Uvarint()
@@ -263,6 +356,17 @@ func decodeSnapshot(data []byte, st *durableState) error {
 		}
 		st.sessions[s.id] = s
 	}
+	if version >= 2 {
+		for j, nu := uint64(0), d.Uvarint(); j < nu && d.Err() == nil; j++ {
+			seq := d.Uvarint()
+			m := msgAt(d.Uvarint())
+			if m == nil {
+				return errors.New("snapshot held message refers past the message table")
+			}
+			st.unrouted[seq] = m
+		}
+		st.marks = decodeOriginMarks(&d)
+	}
 	if err := d.Err(); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
@@ -273,10 +377,20 @@ func decodeSnapshot(data []byte, st *durableState) error {
 // of recMessage records to their messages.
 func applyRecord(st *durableState, msgs map[uint64]*Message, typ byte, payload []byte) error {
 	d := wal.NewDecoder(payload)
-	if typ == recMessage {
+	switch typ {
+	case recMessage:
 		seq := d.Uvarint()
 		msgs[seq] = decodeMessage(&d)
 		st.seq = max(st.seq, seq)
+		return d.Err()
+	case recRouted:
+		delete(st.unrouted, d.Uvarint())
+		return d.Err()
+	case recOrigin:
+		o := origin{shard: int(d.Uvarint()), seq: d.Uvarint()}
+		if d.Err() == nil {
+			st.marks.note(o)
+		}
 		return d.Err()
 	}
 	client := d.String()
@@ -328,6 +442,19 @@ func applyRecord(st *durableState, msgs map[uint64]*Message, typ byte, payload [
 			s.inbound = make(map[uint16]struct{})
 		}
 		s.inbound[d.Uint16()] = struct{}{}
+	case recInHoldMsg:
+		id := d.Uint16()
+		seq := d.Uvarint()
+		msg := decodeMessage(&d)
+		if d.Err() != nil {
+			return d.Err()
+		}
+		if s.inbound == nil {
+			s.inbound = make(map[uint16]struct{})
+		}
+		s.inbound[id] = struct{}{}
+		st.unrouted[seq] = msg
+		st.seq = max(st.seq, seq)
 	case recInRelease:
 		delete(s.inbound, d.Uint16())
 	default:
@@ -338,7 +465,7 @@ func applyRecord(st *durableState, msgs map[uint64]*Message, typ byte, payload [
 
 // load reads the snapshot and replays the log after it.
 func (p *persister) load() (*durableState, error) {
-	st := &durableState{sessions: make(map[string]*session)}
+	st := newDurableState()
 	index, data, err := wal.ReadSnapshot(p.snapshotPath)
 	switch {
 	case err == nil:
@@ -380,9 +507,9 @@ func catchUp(log *wal.Log, snapshotIndex uint64) error {
 
 // snapshot writes the live state and drops the log records it covers, so
 // the log does not grow without bound.
-func (p *persister) snapshot(sessions map[string]*session) error {
+func (p *persister) snapshot(sessions map[string]*session, unrouted map[uint64]*Message, marks originMarks) error {
 	index := p.log.LastIndex()
-	if err := wal.WriteSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq)); err != nil {
+	if err := wal.WriteSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq, unrouted, marks)); err != nil {
 		return err
 	}
 	if index == 0 {

@@ -94,7 +94,7 @@ func TestPersisterReplayAndSnapshot(t *testing.T) {
 	require.NoError(t, err)
 	st3, err := p3.load()
 	require.NoError(t, err)
-	require.NoError(t, p3.snapshot(st3.sessions))
+	require.NoError(t, p3.snapshot(st3.sessions, st3.unrouted, st3.marks))
 	p3.idRecord(recAck, "s1", 11)
 	require.NoError(t, p3.commit())
 	require.NoError(t, p3.close())
@@ -113,18 +113,26 @@ func TestSnapshotSharesMessages(t *testing.T) {
 		sessions[id] = s
 	}
 	sessions["clean"] = newSession("clean", true)
-	st := &durableState{sessions: map[string]*session{}}
-	require.NoError(t, decodeSnapshot(encodeSnapshot(sessions, 42), st))
+	held := newMessage([]byte("h"), []byte("held"), 2, true)
+	unrouted := map[uint64]*Message{40: held, 41: m}
+	marks := originMarks{0, 17, 0, 9}
+	st := newDurableState()
+	require.NoError(t, decodeSnapshot(encodeSnapshot(sessions, 42, unrouted, marks), st))
 	require.Len(t, st.sessions, 3, "clean sessions are not persisted")
 	require.Equal(t, uint64(42), st.seq)
 	first := st.sessions["a"].queue.at(0).msg
 	for _, id := range []string{"b", "c"} {
 		require.Same(t, first, st.sessions[id].queue.at(0).msg, "one copy of a shared message")
 	}
+	require.Len(t, st.unrouted, 2)
+	require.Equal(t, held.Payload, st.unrouted[40].Payload)
+	require.True(t, st.unrouted[40].Retain)
+	require.Same(t, first, st.unrouted[41], "a held message also queued locally is stored once")
+	require.Equal(t, marks, st.marks)
 }
 
 func TestReplayRejectsInconsistentRecords(t *testing.T) {
-	st := &durableState{sessions: map[string]*session{}}
+	st := newDurableState()
 	msgs := map[uint64]*Message{}
 	var e wal.Encoder
 	e.AppendString("nobody")

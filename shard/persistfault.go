@@ -159,9 +159,9 @@ func errnoName(e syscall.Errno) string {
 
 // recover writes the live state as a snapshot and restarts the failed log
 // after it (wal.Log.Recover).
-func (p *persister) recover(sessions map[string]*session) error {
+func (p *persister) recover(sessions map[string]*session, unrouted map[uint64]*Message, marks originMarks) error {
 	return p.log.Recover(func(index uint64) error {
-		return wal.WriteSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq))
+		return wal.WriteSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq, unrouted, marks))
 	})
 }
 
@@ -187,10 +187,10 @@ func (s *Shard) holdShares(err error) {
 // sessions, a repeated QoS 2 PUBLISH) depend on no lost record, so they are
 // released now instead of waiting for the recovery.
 func (s *Shard) handleWhileFailed(ev *event) {
-	n, appends := len(s.shares), s.p.log.Appends()
+	n, records := len(s.shares), s.p.records
 	repeat := s.mayRepeat(ev)
 	s.dispatch(ev)
-	if s.p.log.Appends() != appends || len(s.shares) == n || repeat {
+	if s.p.records != records || len(s.shares) == n || repeat {
 		return
 	}
 	for _, t := range s.shares[n:] {
@@ -216,7 +216,7 @@ func (s *Shard) mayRepeat(ev *event) bool {
 // releases the acknowledgements held since the failure.
 func (s *Shard) recoverLog() {
 	start := time.Now()
-	err := s.p.recover(s.sessions)
+	err := s.p.recover(s.sessions, s.unrouted, s.marks)
 	if !s.fault.attempted(s.b.cfg.Logger, err,
 		"shard log recovered: its state is in a new snapshot and held acknowledgements are sent", "shard", s.index, "snapshot_took", time.Since(start).Round(time.Microsecond)) {
 		return

@@ -173,6 +173,10 @@ func TestRecordCodecEveryType(t *testing.T) {
 	p.idRecord(recInHold, "c", 300)
 	p.idRecord(recInHold, "c", 301)
 	p.idRecord(recInRelease, "c", 300)
+	held := newMessage([]byte("q"), []byte("held"), 2, true)
+	require.Equal(t, uint64(3), p.holdMessage("c", 400, held))
+	p.routed(p.holdMessage("c", 401, empty))
+	p.originMark(origin{shard: 2, seq: 9})
 	p.clientRecord(recSession, "gone")
 	p.clientRecord(recSessionDel, "gone")
 	require.NoError(t, p.commit())
@@ -183,12 +187,12 @@ func TestRecordCodecEveryType(t *testing.T) {
 	for _, r := range recs {
 		types[r.typ] = true
 	}
-	for typ := recSession; typ <= recInRelease; typ++ {
+	for typ := recSession; typ <= recOrigin; typ++ {
 		require.True(t, types[typ], "record type %d written", typ)
 	}
 
 	replay := func(n int) (*durableState, map[uint64]*Message) {
-		st := &durableState{sessions: map[string]*session{}}
+		st := newDurableState()
 		msgs := map[uint64]*Message{}
 		for _, r := range recs[:n] {
 			require.NoError(t, applyRecord(st, msgs, r.typ, r.payload))
@@ -200,9 +204,13 @@ func TestRecordCodecEveryType(t *testing.T) {
 	require.Equal(t, sessionView{
 		Subs:     map[string]byte{"x": 1},
 		Inflight: []string{"a/\u00fc|\x00\x01\xff|2TT#" + string(rune(65535))},
-		Inbound:  map[uint16]struct{}{301: {}},
+		Inbound:  map[uint16]struct{}{301: {}, 400: {}, 401: {}},
 	}, viewOf(st.sessions["c"]))
-	require.Equal(t, uint64(2), st.seq, "message sequence numbers")
+	require.Equal(t, uint64(4), st.seq, "message sequence numbers, held messages included")
+	require.Len(t, st.unrouted, 1, "the routed held message is forgotten")
+	require.Equal(t, "held", string(st.unrouted[3].Payload))
+	require.True(t, st.unrouted[3].Retain)
+	require.Equal(t, originMarks{0, 0, 9}, st.marks)
 
 	for i, r := range recs {
 		for n := range len(r.payload) {
@@ -563,7 +571,7 @@ func TestDamagedLogStopsStartNamingTheFile(t *testing.T) {
 			require.NoError(t, err)
 			st, err := p.load()
 			require.NoError(t, err)
-			require.NoError(t, p.snapshot(st.sessions))
+			require.NoError(t, p.snapshot(st.sessions, st.unrouted, st.marks))
 			require.NoError(t, p.close())
 			path := filepath.Join(shardDir(dir, 1, 0), "snapshot")
 			flip(t, path, 40) // in the state: the checksum fails
@@ -669,7 +677,7 @@ func TestLogBehindSnapshotStarts(t *testing.T) {
 	st, err := p.load()
 	require.NoError(t, err)
 	// The snapshot says it covers 5 records more than survived in the log.
-	require.NoError(t, wal.WriteSnapshot(p.snapshotPath, p.log.LastIndex()+5, encodeSnapshot(st.sessions, st.seq)))
+	require.NoError(t, wal.WriteSnapshot(p.snapshotPath, p.log.LastIndex()+5, encodeSnapshot(st.sessions, st.seq, st.unrouted, st.marks)))
 	require.NoError(t, p.close())
 
 	rl, err := openRetainLog(filepath.Join(dir, "retained"), wal.Options{}, 0)
@@ -680,6 +688,7 @@ func TestLogBehindSnapshotStarts(t *testing.T) {
 	e.AppendUvarint(retainSnapshotVersion)
 	e.AppendUvarint(1)
 	encodeMessage(&e, newMessage([]byte("r/b"), []byte("b"), 1, true))
+	originMarks(nil).encode(&e)
 	require.NoError(t, wal.WriteSnapshot(rl.snapshotPath, rl.log.LastIndex()+3, e.B))
 	require.NoError(t, rl.close())
 

@@ -13,17 +13,20 @@ import (
 
 // Record types of the retained log.
 const (
-	recRetainSet byte = 20 // topic, payload, qos
-	recRetainDel byte = 21 // topic
+	recRetainSet    byte = 20 // topic, payload, qos
+	recRetainDel    byte = 21 // topic
+	recRetainOrigin byte = 22 // shard, seq: the update just before came from this held QoS 2 message
 )
 
-const retainSnapshotVersion = 1
+// retainSnapshotVersion 2 adds the origin marks.
+const retainSnapshotVersion = 2
 
 // retainOp is one retained update to make durable; t is released once it is.
 type retainOp struct {
-	topic []byte
-	msg   *Message // nil deletes
-	t     *ticket
+	topic  []byte
+	msg    *Message // nil deletes
+	t      *ticket
+	origin origin // of a held QoS 2 message (heldroute.go)
 }
 
 // retainLog makes retained messages durable in a log of their own, written
@@ -43,6 +46,7 @@ type retainLog struct {
 	// current is the retained state as the log describes it; only the
 	// writer goroutine touches it.
 	current map[string]*Message
+	marks   originMarks
 	fault   logFault // the log's failure and recovery (persistfault.go)
 	enc     wal.Encoder
 }
@@ -70,12 +74,16 @@ func (r *retainLog) load() (map[string]*Message, error) {
 	switch {
 	case err == nil:
 		d := wal.NewDecoder(data)
-		if v := d.Uvarint(); v != retainSnapshotVersion {
-			return nil, fmt.Errorf("%s: snapshot version %d, want %d", r.snapshotPath, v, retainSnapshotVersion)
+		version := d.Uvarint()
+		if version != 1 && version != retainSnapshotVersion {
+			return nil, fmt.Errorf("%s: snapshot version %d, want %d", r.snapshotPath, version, retainSnapshotVersion)
 		}
 		for n := d.Uvarint(); n > 0 && d.Err() == nil; n-- {
 			m := decodeMessage(&d)
 			r.current[string(m.Topic)] = m
+		}
+		if version >= 2 {
+			r.marks = decodeOriginMarks(&d)
 		}
 		if err := d.Err(); err != nil {
 			return nil, fmt.Errorf("%s: %w", r.snapshotPath, err)
@@ -96,6 +104,11 @@ func (r *retainLog) load() (map[string]*Message, error) {
 			r.current[string(m.Topic)] = m
 		case recRetainDel:
 			delete(r.current, string(d.Bytes()))
+		case recRetainOrigin:
+			o := origin{shard: int(d.Uvarint()), seq: d.Uvarint()}
+			if d.Err() == nil {
+				r.marks.note(o)
+			}
 		default:
 			return fmt.Errorf("%s record %d: unknown record type %d", r.dir, i, typ)
 		}
@@ -153,16 +166,7 @@ func (r *retainLog) drain(batch []retainOp) []retainOp {
 		return batch
 	}
 	for _, op := range batch {
-		if op.msg == nil {
-			r.enc.AppendBytes(op.topic)
-			r.log.Append(recRetainDel, r.enc.B)
-			delete(r.current, string(op.topic))
-		} else {
-			encodeMessage(&r.enc, op.msg)
-			r.log.Append(recRetainSet, r.enc.B)
-			r.current[string(op.topic)] = op.msg
-		}
-		r.enc.B = r.enc.B[:0]
+		r.apply(op)
 	}
 	if err := r.log.Commit(); err != nil {
 		r.fault.fail(r.logger, err,
@@ -192,7 +196,33 @@ func (r *retainLog) drain(batch []retainOp) []retainOp {
 	return batch[:0]
 }
 
-// encodeSnapshot lays out every retained message as load reads it.
+// apply logs one update and makes it current.
+func (r *retainLog) apply(op retainOp) {
+	if op.msg == nil {
+		r.enc.AppendBytes(op.topic)
+		r.log.Append(recRetainDel, r.enc.B)
+		delete(r.current, string(op.topic))
+	} else {
+		encodeMessage(&r.enc, op.msg)
+		r.log.Append(recRetainSet, r.enc.B)
+		r.current[string(op.topic)] = op.msg
+	}
+	r.enc.B = r.enc.B[:0]
+	if op.origin.seq != 0 {
+		r.enc.AppendUvarint(uint64(op.origin.shard))
+		r.enc.AppendUvarint(op.origin.seq)
+		r.log.Append(recRetainOrigin, r.enc.B)
+		r.enc.B = r.enc.B[:0]
+		r.marks.note(op.origin)
+	}
+}
+
+// commit writes what apply logged, with one fsync (at startup: a re-shard;
+// the writer goroutine handles failures in drain).
+func (r *retainLog) commit() error { return r.log.Commit() }
+
+// encodeSnapshot lays out every retained message and the origin marks as
+// load reads them.
 func (r *retainLog) encodeSnapshot() []byte {
 	var e wal.Encoder
 	e.AppendUvarint(retainSnapshotVersion)
@@ -200,6 +230,7 @@ func (r *retainLog) encodeSnapshot() []byte {
 	for _, m := range r.current {
 		encodeMessage(&e, m)
 	}
+	r.marks.encode(&e)
 	return e.B
 }
 

@@ -35,6 +35,14 @@ type Shard struct {
 	shares []*ticket // ticket shares to release once this iteration is durable
 	fault  logFault  // the log's failure and recovery (persistfault.go)
 
+	// Held QoS 2 messages (heldroute.go): those not yet in every log by
+	// sequence number, those logged in this iteration, those durable and
+	// waiting to be routed, and the origin marks of this shard's log.
+	unrouted  map[uint64]*Message
+	holdNew   []*Message
+	routeNext []*Message
+	marks     originMarks
+
 	// Scratch space reused across loop iterations.
 	matches []topictree.Match
 	outbox  [][]event // per target shard, flushed once per loop iteration
@@ -54,6 +62,7 @@ func newShard(b *Broker, index int) *Shard {
 		mb:       newMailbox(b.cfg.MailboxSize, b.quit),
 		sessions: make(map[string]*session),
 		subs:     make(map[string]*localSubs),
+		unrouted: make(map[uint64]*Message),
 		outbox:   make([][]event, b.cfg.Shards),
 	}
 }
@@ -129,6 +138,7 @@ func (s *Shard) endIteration() {
 			}
 			clear(s.shares)
 			s.shares = s.shares[:0]
+			s.heldCommitted()
 			if s.p.needsSnapshot() {
 				s.snapshot()
 			}
@@ -139,7 +149,7 @@ func (s *Shard) endIteration() {
 
 func (s *Shard) snapshot() {
 	start := time.Now()
-	if err := s.p.snapshot(s.sessions); err != nil {
+	if err := s.p.snapshot(s.sessions, s.unrouted, s.marks); err != nil {
 		if s.p.log.Err() != nil {
 			s.logFailed(err) // the truncation after the snapshot failed the log
 			return
@@ -170,7 +180,7 @@ func (s *Shard) dispatch(ev *event) {
 	case evConnect:
 		s.handleConnect(ev.c, ev.connect)
 	case evDeliver:
-		s.deliverLocal(ev.msg, ev.filters)
+		s.deliverMatched(ev.msg, ev.filters)
 		if ev.t != nil {
 			s.shares = append(s.shares, ev.t)
 		}
@@ -178,6 +188,8 @@ func (s *Shard) dispatch(ev *event) {
 		s.settle(ev.t)
 	case evSysPublish:
 		s.publish(ev.msg, nil)
+	case evRouteHeld:
+		s.routeHeld()
 	case evWritable:
 		if ev.c.sess != nil && !ev.c.detached {
 			s.fillInflight(ev.c.sess)
@@ -442,6 +454,10 @@ func (s *Shard) flushStaged() {
 // settle records that every share of t was released: acknowledgements go out
 // in the order their PUBLISHes arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3].
 func (s *Shard) settle(t *ticket) {
+	if t.routed != 0 {
+		s.finishRoute(t.routed)
+		return
+	}
 	t.settled = true
 	c := t.c
 	if c.detached {

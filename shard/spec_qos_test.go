@@ -822,7 +822,15 @@ func TestRetryPubrelIntervalCountsFromPubrec(t *testing.T) {
 	time.Sleep(interval * 8 / 10)
 	sub.send(&wire.Pubrec{PacketID: p.PacketID})
 	sent := time.Now()
-	require.Equal(t, p.PacketID, sub.expectPubrel())
+	// On a loaded machine the next PUBLISH retry may cross the PUBREC.
+	first, err := sub.read(5 * time.Second)
+	require.NoError(t, err)
+	if pub, ok := first.(*wire.Publish); ok {
+		require.True(t, pub.Dup, "only a retry may cross the PUBREC")
+		first, err = sub.read(5 * time.Second)
+		require.NoError(t, err)
+	}
+	require.Equal(t, &wire.Pubrel{PacketID: p.PacketID}, first)
 	require.Equal(t, p.PacketID, sub.expectPubrel())
 	require.GreaterOrEqual(t, time.Since(sent), interval*3/4, "PUBREL retried sooner than the interval after PUBREC")
 	sub.send(&wire.Pubcomp{PacketID: p.PacketID})

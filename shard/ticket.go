@@ -19,6 +19,12 @@ type ticket struct {
 	ack     wire.Type // PUBACK or PUBREC
 	id      uint16
 	settled bool // owned by the owner shard: every share is released
+
+	// routed is set instead of an acknowledgement for a held QoS 2
+	// message (heldroute.go): its sequence number, logged as routed once
+	// every log has the message.
+	routed uint64
+
 	// abandoned: the connection is gone, nobody waits for the
 	// acknowledgement; a failed log stops holding the ticket (persistfault.go).
 	abandoned atomic.Bool

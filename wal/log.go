@@ -64,10 +64,9 @@ type Log struct {
 	tail        int64  // bytes in the tail segment (tidwall's ebuf length)
 	dirDirty    bool   // a segment file was created since the last directory fsync
 
-	err     error  // failure, until Recover
-	high    uint64 // highest index a failed write may have put on disk
-	appends uint64 // Append calls, dropped ones included
-	closed  bool
+	err    error  // failure, until Recover
+	high   uint64 // highest index a failed write may have put on disk
+	closed bool
 }
 
 func (o Options) tidwall() *twal.Options {
@@ -195,7 +194,6 @@ func (l *Log) Append(typ byte, payload []byte) {
 	if typ == 0 {
 		panic("wal: Append with record type 0")
 	}
-	l.appends++
 	if l.err != nil || l.closed {
 		return
 	}
@@ -229,10 +227,6 @@ func (l *Log) planCommit() (written, tail int64, cycled bool) {
 
 // Pending returns the number of records appended and not yet committed.
 func (l *Log) Pending() int { return l.pending }
-
-// Appends counts the Append calls since Open, including those a failed Log
-// dropped: a caller can tell whether some piece of its work created records.
-func (l *Log) Appends() uint64 { return l.appends }
 
 // fault runs the Options.Fault hook for op.
 func (l *Log) fault(op string) error {

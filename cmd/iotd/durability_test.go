@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -696,17 +695,9 @@ func (p *pubStream) resume(t *testing.T, addr, clientID string) {
 // sent reaches the persistent subscriber exactly once: none lost, none
 // twice, whichever log the kill caught each message in.
 //
-// Known bug, so skipped unless IOTD_KNOWN_BUGS is set (it fails in most
-// runs with --shards 3, passes with --shards 1): handlePublish
-// (shard/deliver.go) commits the inbound QoS 2 hold (recInHold) in the
-// publisher's shard log while the message itself is committed by the target
-// shards' logs, separately. A SIGKILL between those commits leaves the id
-// held with the message nowhere; the publisher's DUP resend then finds the
-// id held, is not routed, and gets PUBREC: an acknowledged message is lost.
+// With --shards 3 the publishers' shards differ from the subscriber's, so a
+// kill lands between the commits of different logs (shard/heldroute.go).
 func TestKill9QoS2ExactlyOnceAcrossRestart(t *testing.T) {
-	if os.Getenv("IOTD_KNOWN_BUGS") == "" {
-		t.Skip("known bug: a QoS 2 message whose inbound hold reached the disk before its deliveries is lost on resend after a crash; set IOTD_KNOWN_BUGS=1 to run")
-	}
 	bin := buildIotd(t)
 	dir := t.TempDir()
 	const (

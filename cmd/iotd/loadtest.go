@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,6 +90,7 @@ func loadtestFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "drain", Value: loadtest.DefaultDrain, Usage: "wait this long for messages still in flight once publishing stops (ends early when all arrived)"},
 		&cli.DurationFlag{Name: "timeout", Usage: "hard limit on the whole run", DefaultText: "duration + drain + 1m, or 5m"},
 		&cli.DurationFlag{Name: "hold", Value: loadtest.DefaultHold, Usage: "connect: how long to hold the connections idle"},
+		&cli.StringSliceFlag{Name: "source-addrs", Usage: "local IP addresses the connections come from, in turn (comma-separated or repeated); they must be addresses of this host", DefaultText: "the kernel's choice; 127.0.0.1-127.0.0.8 for a loopback --addr"},
 		&cli.IntFlag{Name: "connect-parallelism", Value: loadtest.DefaultConnectParallelism, Usage: "connection attempts in flight at once"},
 		&cli.IntFlag{Name: "broker-pid", Usage: "connect: the broker's `PID`, to read its VmRSS from /proc before and after (same machine)", DefaultText: "none"},
 		&cli.DurationFlag{Name: "keepalive", Value: loadtest.DefaultKeepAlive, Usage: "keep-alive sent in CONNECT; a PINGREQ goes out every half of it"},
@@ -153,6 +156,15 @@ func runLoadtest(cctx *cli.Context, scenario loadtest.Scenario) error {
 		PersistentSessions: flag("persistent-sessions"),
 		Phase:              loadtest.Phase(str("phase")),
 		Progress:           os.Stderr,
+	}
+	for _, list := range flagCtx(cctx, "source-addrs").StringSlice("source-addrs") {
+		for _, a := range strings.Split(list, ",") {
+			ip, err := netip.ParseAddr(strings.TrimSpace(a))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("--source-addrs: %v", err), 2)
+			}
+			cfg.SourceAddrs = append(cfg.SourceAddrs, ip)
+		}
 	}
 	if cfg.Password != "" && cfg.Username == "" {
 		return cli.Exit("--password needs --username (MQTT 3.1.1 sends no password without a user name)", 2)
