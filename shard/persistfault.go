@@ -2,6 +2,7 @@ package shard
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -43,6 +44,7 @@ type logFault struct {
 	delay    time.Duration
 	timer    *time.Timer
 	retry    <-chan time.Time // fires when a recovery attempt is due; nil while healthy
+	need     int64            // bytes of the last recovery snapshot tried; 0 before the first
 
 	failed     atomic.Bool
 	errors     atomic.Int64 // failures and failed recovery attempts
@@ -84,7 +86,7 @@ func (f *logFault) attempted(logger *slog.Logger, err error, msg string, args ..
 		return false
 	}
 	logger.Info(msg, append(args, "failed_for", time.Since(f.since).Round(time.Millisecond), "attempts", f.attempts, "acks_released", len(f.held))...)
-	f.err, f.retry = nil, nil
+	f.err, f.retry, f.need = nil, nil, 0
 	f.failed.Store(false)
 	f.recoveries.Add(1)
 	return true
@@ -102,6 +104,27 @@ func (f *logFault) pruneAbandoned() {
 	}
 	clear(f.held[len(kept):])
 	f.held = kept
+}
+
+// roomFor reports why a recovery attempt in dir is pointless: the file
+// system has less free space than the last snapshot tried. Encoding the
+// whole state costs the log's goroutine as long as a compaction, so on a
+// disk that stays full only the first attempt pays it.
+func (f *logFault) roomFor(dir string) error {
+	if f.need == 0 {
+		return nil
+	}
+	free, err := freeBytes(dir)
+	if err != nil || free >= f.need {
+		return nil // unknown: try
+	}
+	return fmt.Errorf("no room for the recovery snapshot in %s: %d bytes free, it needs about %d", dir, free, f.need)
+}
+
+// writeSnapshot is wal.WriteSnapshot for a recovery, remembering its size.
+func (f *logFault) writeSnapshot(path string, index uint64, data []byte) error {
+	f.need = int64(len(data))
+	return wal.WriteSnapshot(path, index, data)
 }
 
 // takeHeld returns the held shares and forgets them.
@@ -159,9 +182,12 @@ func errnoName(e syscall.Errno) string {
 
 // recover writes the live state as a snapshot and restarts the failed log
 // after it (wal.Log.Recover).
-func (p *persister) recover(sessions map[string]*session, unrouted map[uint64]*Message, marks originMarks) error {
+func (p *persister) recover(f *logFault, sessions map[string]*session, unrouted map[uint64]*Message, marks originMarks) error {
+	if err := f.roomFor(p.dir); err != nil {
+		return err
+	}
 	return p.log.Recover(func(index uint64) error {
-		return wal.WriteSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq, unrouted, marks))
+		return f.writeSnapshot(p.snapshotPath, index, encodeSnapshot(sessions, p.seq, unrouted, marks))
 	})
 }
 
@@ -216,7 +242,7 @@ func (s *Shard) mayRepeat(ev *event) bool {
 // releases the acknowledgements held since the failure.
 func (s *Shard) recoverLog() {
 	start := time.Now()
-	err := s.p.recover(s.sessions, s.unrouted, s.marks)
+	err := s.p.recover(&s.fault, s.sessions, s.unrouted, s.marks)
 	if !s.fault.attempted(s.b.cfg.Logger, err,
 		"shard log recovered: its state is in a new snapshot and held acknowledgements are sent", "shard", s.index, "snapshot_took", time.Since(start).Round(time.Microsecond)) {
 		return
@@ -232,13 +258,30 @@ func (s *Shard) recoverLog() {
 // recover attempts the recovery of the failed retained log and, once it
 // worked, releases the acknowledgements held since the failure.
 func (r *retainLog) recover() {
-	err := r.log.Recover(func(index uint64) error {
-		return wal.WriteSnapshot(r.snapshotPath, index, r.encodeSnapshot())
-	})
+	err := r.fault.roomFor(r.dir)
+	if err == nil {
+		err = r.log.Recover(func(index uint64) error {
+			return r.fault.writeSnapshot(r.snapshotPath, index, r.encodeSnapshot())
+		})
+	}
 	if !r.fault.attempted(r.logger, err, "retained log recovered: retained messages are in a new snapshot and held acknowledgements are sent", "dir", r.dir) {
 		return
 	}
 	for _, t := range r.fault.takeHeld() {
 		t.release()
 	}
+}
+
+// freeBytes is the space this process can still write on dir's file system
+// (root may use the blocks reserved for it).
+func freeBytes(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	blocks := uint64(st.Bavail)
+	if os.Geteuid() == 0 {
+		blocks = uint64(st.Bfree)
+	}
+	return int64(blocks) * int64(st.Bsize), nil
 }

@@ -193,3 +193,18 @@ func TestFailedIntervalSyncRecovers(t *testing.T) {
 	sub.expectMessage("t", "while failed")
 	sub.expectMessage("t", "after")
 }
+
+// A recovery attempt is skipped, without encoding the state, while the file
+// system has less room than the last snapshot tried.
+func TestRecoveryWaitsForRoom(t *testing.T) {
+	dir := t.TempDir()
+	var f logFault
+	require.NoError(t, f.roomFor(dir), "the first attempt always runs")
+	require.NoError(t, f.writeSnapshot(filepath.Join(dir, "snapshot"), 1, []byte("state")))
+	require.NoError(t, f.roomFor(dir), "room for 5 bytes")
+	free, err := freeBytes(dir)
+	require.NoError(t, err)
+	require.Positive(t, free)
+	f.need = free + 1<<30
+	require.ErrorContains(t, f.roomFor(dir), "no room for the recovery snapshot")
+}
