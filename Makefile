@@ -3,6 +3,9 @@ GO        ?= go
 PKG       ?= ./...
 TESTS     ?= .
 FUZZTIME  ?= 30s
+NETFUZZTIME  ?= 30m
+NETFUZZCONNS ?= 8
+NETFUZZSEED  ?=
 BENCHTIME ?= 1s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
@@ -32,13 +35,19 @@ test: vet ## go vet, then every test with the race detector (fuzz seed corpora i
 
 testrace: test
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s), then fuzz-net
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t ($(FUZZTIME))"; \
 	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \
 	  done; \
 	done
+	$(MAKE) fuzz-net
+
+.PHONY: fuzz-net
+fuzz-net: build ## network fuzzer against a fresh bin/iotd for NETFUZZTIME (default 30m; NETFUZZCONNS, NETFUZZSEED)
+	./bin/iotd netfuzz --spawn-broker --duration $(NETFUZZTIME) --connections $(NETFUZZCONNS) \
+	  $(if $(NETFUZZSEED),--seed $(NETFUZZSEED)) --conn-log bin/netfuzz-connections.log
 
 bench: ## micro-benchmarks with allocations (BENCHTIME, PKG)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKG)
@@ -74,3 +83,10 @@ bench-compare: ## iotd vs mochi-mqtt vs Mosquitto on loopback, tables into BENCH
 .PHONY: bench-durability
 bench-durability: ## QoS 1 to persistent sessions per --fsync mode, PUBACK latency, bytes per message, recovery of 1M queued messages; tables into BENCHMARKS.md (QUICK=1, DURATION, SESSIONS, BACKLOG)
 	bash bench/durability.sh
+
+.PHONY: soak soak-kill
+KILL_CYCLES ?= 20
+soak-kill: ## kill -9 soak of the real binary under mixed load, KILL_CYCLES (20) restarts, every acknowledged message checked (KILL_SEED replays a run)
+	IOTD_SOAK_CYCLES=$(KILL_CYCLES) IOTD_SOAK_SEED=$(KILL_SEED) $(GO) test -count=1 -v -timeout 60m -run '^TestSoakKill9$$' ./cmd/iotd
+
+soak: soak-kill soak-stall

@@ -219,10 +219,7 @@ func (m originMarks) encode(e *wal.Encoder) {
 
 func decodeOriginMarks(d *wal.Decoder) originMarks {
 	n := d.Uvarint()
-	if n > uint64(d.Len()) {
-		return nil // a corrupt count; d.Err reports the short read below
-	}
-	m := make(originMarks, 0, n)
+	m := make(originMarks, 0, min(n, uint64(d.Len()))) // each mark takes a byte at least
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		m = append(m, d.Uvarint())
 	}

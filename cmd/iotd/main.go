@@ -32,6 +32,6 @@ func newApp() *cli.App {
 			"By default it listens on tcp://127.0.0.1:1883 and keeps its state in ./data.",
 		Flags:    serve.Flags,
 		Action:   serve.Action,
-		Commands: []*cli.Command{serve, loadtestCommand(), passwdCommand()},
+		Commands: []*cli.Command{serve, loadtestCommand(), passwdCommand(), netfuzzCommand()},
 	}
 }
