@@ -44,7 +44,7 @@ type Collector struct {
 	queued, inflight, retained, subscriptions, sessions, aclDenied  *prometheus.Desc
 	limits                                                          *prometheus.Desc
 	mailbox, shardSessions, loop, fsync, logBytes, logFailed, build *prometheus.Desc
-	uptime                                                          *prometheus.Desc
+	uptime, logErrors, logRecoveries                                *prometheus.Desc
 }
 
 // NewCollector returns a collector for src; version is reported in
@@ -78,7 +78,9 @@ func NewCollector(src Source, version string) *Collector {
 		loop:             d("shard_loop_seconds", "Time of one shard loop iteration: a batch of events handled and its output written.", "shard"),
 		fsync:            d("wal_fsync_seconds", "Time of one write-ahead log commit (write and fsync) of a shard.", "shard"),
 		logBytes:         d("wal_size_bytes", "Bytes in a shard's write-ahead log (0 with persistence off).", "shard"),
-		logFailed:        d("wal_failed", "1 if a shard's write-ahead log has failed and the shard no longer acknowledges durable messages.", "shard"),
+		logFailed:        d("wal_failed", "1 while a write-ahead log is failed (disk full, I/O error): the QoS 1/2 publishes it must store are not acknowledged until it recovers. shard is the shard's index, or \"retained\" for the retained messages' log.", "shard"),
+		logErrors:        d("wal_errors_total", "Write-ahead log failures (a failed write, fsync or truncation) and failed recovery attempts, by log (shard index or \"retained\").", "shard"),
+		logRecoveries:    d("wal_recoveries_total", "Write-ahead logs recovered from a failure by a snapshot, by log (shard index or \"retained\").", "shard"),
 	}
 }
 
@@ -88,6 +90,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.build, c.uptime, c.connections, c.connectionsTotal, c.refused, c.received, c.sent,
 		c.receivedBytes, c.sentBytes, c.dropped, c.limits, c.aclDenied, c.queued, c.inflight, c.retained,
 		c.subscriptions, c.sessions, c.mailbox, c.shardSessions, c.loop, c.fsync, c.logBytes, c.logFailed,
+		c.logErrors, c.logRecoveries,
 	} {
 		ch <- d
 	}
@@ -154,13 +157,25 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- histogram(c.loop, s.LoopTime, shard)
 		ch <- histogram(c.fsync, s.FsyncTime, shard)
 		gauge(c.logBytes, float64(s.LogBytes), shard)
-		failed := 0.0
-		if s.LogFailed {
-			failed = 1
-		}
-		gauge(c.logFailed, failed, shard)
+		gauge(c.logFailed, boolValue(s.LogFailed), shard)
+		counter(c.logErrors, float64(s.LogErrors), shard)
+		counter(c.logRecoveries, float64(s.LogRecovered), shard)
 	}
+	gauge(c.logFailed, boolValue(st.RetainedLogFailed), RetainedLog)
+	counter(c.logErrors, float64(st.RetainedLogErrors), RetainedLog)
+	counter(c.logRecoveries, float64(st.RetainedLogRecovered), RetainedLog)
 	gauge(c.sessions, float64(sessions))
+}
+
+// RetainedLog is the shard label of the retained messages' log in the
+// iotd_wal_failed, iotd_wal_errors_total and iotd_wal_recoveries_total series.
+const RetainedLog = "retained"
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // histogram converts a shard histogram (per-bucket counts) to Prometheus'

@@ -172,7 +172,11 @@ func TestScrapeAfterKnownTraffic(t *testing.T) {
 	for i := range 3 {
 		loops += value(t, fams, "iotd_shard_loop_seconds", "shard", fmt.Sprint(i))
 		require.Equal(t, 0.0, value(t, fams, "iotd_wal_failed", "shard", fmt.Sprint(i)))
+		require.Equal(t, 0.0, value(t, fams, "iotd_wal_errors_total", "shard", fmt.Sprint(i)))
+		require.Equal(t, 0.0, value(t, fams, "iotd_wal_recoveries_total", "shard", fmt.Sprint(i)))
 	}
+	require.Len(t, fams["iotd_wal_failed"].GetMetric(), 3+1, "one series per shard and one for the retained log")
+	require.Equal(t, 0.0, value(t, fams, "iotd_wal_failed", "shard", "retained"))
 	require.Positive(t, loops, "the shard loops ran")
 	h := fams["iotd_shard_loop_seconds"].GetMetric()[0].GetHistogram()
 	require.Len(t, h.GetBucket(), len(shard.HistogramBounds)+1, "the bounds and +Inf")
@@ -200,4 +204,33 @@ func TestPprofBehindItsFlag(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(body), "goroutine profile")
+}
+
+// statsSource serves fixed Stats, for states a live broker does not reach
+// without a failing disk.
+type statsSource struct{ st shard.Stats }
+
+func (s statsSource) Stats() shard.Stats                 { return s.st }
+func (s statsSource) SecurityStats() shard.SecurityStats { return shard.SecurityStats{} }
+
+// A failed log, shard or retained, shows in iotd_wal_failed, and its errors
+// and recoveries in their counters.
+func TestWALFailureMetrics(t *testing.T) {
+	src := statsSource{shard.Stats{
+		Shards:               []shard.ShardStats{{}, {LogFailed: true, LogErrors: 3, LogRecovered: 1}},
+		RetainedLogFailed:    true,
+		RetainedLogErrors:    2,
+		RetainedLogRecovered: 0,
+	}}
+	srv := httptest.NewServer(metrics.Handler(metrics.Registry(src, "dev"), false))
+	defer srv.Close()
+	fams := scrape(t, srv.URL+"/metrics")
+	for _, c := range []struct {
+		shard                    string
+		failed, errors, recovers float64
+	}{{"0", 0, 0, 0}, {"1", 1, 3, 1}, {metrics.RetainedLog, 1, 2, 0}} {
+		require.Equal(t, c.failed, value(t, fams, "iotd_wal_failed", "shard", c.shard), c.shard)
+		require.Equal(t, c.errors, value(t, fams, "iotd_wal_errors_total", "shard", c.shard), c.shard)
+		require.Equal(t, c.recovers, value(t, fams, "iotd_wal_recoveries_total", "shard", c.shard), c.shard)
+	}
 }

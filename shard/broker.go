@@ -66,6 +66,9 @@ type Config struct {
 	// log in without a verified user name.
 	Auth          *auth.Store
 	DenyAnonymous bool
+
+	// walFault, in tests, injects disk errors into every log (wal.Options.Fault).
+	walFault func(dir, op string) error
 }
 
 // DefaultConfig returns the defaults an operator gets with no flags.
@@ -157,7 +160,7 @@ type Broker struct {
 	shards      []*Shard
 	tree        *topictree.Tree
 	retained    *topictree.Retained[*Message]
-	retainLog   *retainLog // nil when persistence is off
+	retainLog   *retainLog  // nil when persistence is off
 	retainMarks originMarks // the retained log's origin marks at startup; read-only
 	quit        chan struct{}
 	closing     atomic.Bool

@@ -84,7 +84,17 @@ func (s *Shard) handlePubrel(c *client, id uint16) {
 		delete(sess.inbound, id) // [MQTT-4.3.3-2] the message was routed on PUBLISH
 		if s.durable(sess) {
 			s.p.idRecord(recInRelease, sess.id, id)
+			// PUBCOMP frees the id for a new message: it waits for the
+			// release record, or after a crash that message would be taken
+			// for a repeat and dropped (persistfault.go: a failed log).
+			s.holdAck(c, s.newTicket(c, wire.PUBCOMP, id), wire.PUBCOMP, id)
+			return
 		}
+	}
+	if s.fault.err != nil && s.durable(sess) {
+		// A repeated PUBREL: its release record may be one the failed log lost.
+		s.holdAck(c, s.newTicket(c, wire.PUBCOMP, id), wire.PUBCOMP, id)
+		return
 	}
 	if len(c.acks) > 0 {
 		// Keep PUBCOMP behind acknowledgements still waiting.

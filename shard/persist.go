@@ -46,7 +46,6 @@ type persister struct {
 	seq          uint64              // last message sequence number used
 	batchMsgs    map[*Message]uint64 // messages logged in the current batch
 	records      uint64              // records appended since the log was opened
-	failed       error
 }
 
 // openLog opens (or creates) the log in dir/wal; a repaired tail is logged
@@ -153,21 +152,12 @@ func (p *persister) enqueue(client string, msg *Message, qos byte, retain bool) 
 	p.record(recEnqueue)
 }
 
-// commit writes the batch with one fsync. A failure is sticky: nothing
-// logged afterwards is acknowledged.
+// commit writes the batch with one fsync. After a failure it returns the
+// failure until the log is recovered (persistfault.go): nothing that waits
+// for it is acknowledged.
 func (p *persister) commit() error {
 	clear(p.batchMsgs)
-	if p.failed != nil {
-		return p.failed
-	}
-	if p.log.Pending() == 0 {
-		return nil
-	}
-	if err := p.log.Commit(); err != nil {
-		p.failed = fmt.Errorf("write %s: %w", p.dir, err)
-		return p.failed
-	}
-	return nil
+	return p.log.Commit()
 }
 
 func (p *persister) close() error { return p.log.Close() }
@@ -527,5 +517,5 @@ func (p *persister) snapshot(sessions map[string]*session, unrouted map[uint64]*
 
 // needsSnapshot reports whether the log has grown past its threshold.
 func (p *persister) needsSnapshot() bool {
-	return p.failed == nil && p.compactAt > 0 && p.log.Size() >= p.compactAt
+	return p.log.Err() == nil && p.compactAt > 0 && p.log.Size() >= p.compactAt
 }

@@ -33,7 +33,7 @@ func shardDir(dataDir string, shards, i int) string {
 }
 
 func (b *Broker) walOptions() wal.Options {
-	return wal.Options{NoSync: b.cfg.FsyncInterval > 0, SegmentSize: b.cfg.SegmentBytes, Logger: b.cfg.Logger}
+	return wal.Options{NoSync: b.cfg.FsyncInterval > 0, SegmentSize: b.cfg.SegmentBytes, Logger: b.cfg.Logger, Fault: b.cfg.walFault}
 }
 
 // openStorage opens (or creates) the data directory, re-distributes state

@@ -47,7 +47,7 @@ type retainLog struct {
 	// writer goroutine touches it.
 	current map[string]*Message
 	marks   originMarks
-	failed  error
+	fault   logFault // the log's failure and recovery (persistfault.go)
 	enc     wal.Encoder
 }
 
@@ -141,14 +141,23 @@ func (r *retainLog) run(quit <-chan struct{}) {
 		select {
 		case <-quit:
 			r.drain(batch)
+			if r.fault.err != nil {
+				r.recover() // one last attempt to store what the failure lost
+				r.fault.stop()
+			}
 			return
 		case <-r.signal:
+		case <-r.fault.retry:
+			r.recover()
+			continue
 		}
 		batch = r.drain(batch)
 	}
 }
 
-// drain writes every queued update with one commit and releases their tickets.
+// drain writes every queued update with one commit and releases their
+// tickets; after a failure it applies them to current and holds the tickets
+// until a recovery snapshot holds current.
 func (r *retainLog) drain(batch []retainOp) []retainOp {
 	r.mu.Lock()
 	batch, r.ops = r.ops, batch[:0]
@@ -159,14 +168,26 @@ func (r *retainLog) drain(batch []retainOp) []retainOp {
 	for _, op := range batch {
 		r.apply(op)
 	}
-	if err := r.commit(); err == nil {
+	if err := r.log.Commit(); err != nil {
+		r.fault.fail(r.logger, err,
+			"retained log write failed: retained QoS 1/2 publishes are not acknowledged until it recovers; "+
+				"QoS 0 and other messages keep flowing. Free disk space or fix the disk: iotd retries on its own",
+			"dir", r.dir)
+		for _, op := range batch {
+			if op.t != nil {
+				r.fault.held = append(r.fault.held, op.t)
+			}
+		}
+	} else {
 		for _, op := range batch {
 			if op.t != nil {
 				op.t.release()
 			}
 		}
 		if r.compactAt > 0 && r.log.Size() >= r.compactAt {
-			if err := r.snapshot(); err != nil {
+			if err := r.snapshot(); err != nil && r.log.Err() != nil {
+				r.fault.fail(r.logger, err, "retained log truncation after a snapshot failed; iotd retries on its own", "dir", r.dir)
+			} else if err != nil {
 				r.logger.Error("retained log snapshot failed; the log keeps growing until it succeeds", "dir", r.dir, "err", err)
 			}
 		}
@@ -196,19 +217,13 @@ func (r *retainLog) apply(op retainOp) {
 	}
 }
 
-func (r *retainLog) commit() error {
-	if r.failed != nil {
-		return r.failed
-	}
-	if err := r.log.Commit(); err != nil {
-		r.failed = fmt.Errorf("write %s: %w", r.dir, err)
-		r.logger.Error("retained log write failed: retained QoS 1/2 publishes are no longer acknowledged", "dir", r.dir, "err", err)
-		return r.failed
-	}
-	return nil
-}
+// commit writes what apply logged, with one fsync (at startup: a re-shard;
+// the writer goroutine handles failures in drain).
+func (r *retainLog) commit() error { return r.log.Commit() }
 
-func (r *retainLog) snapshot() error {
+// encodeSnapshot lays out every retained message and the origin marks as
+// load reads them.
+func (r *retainLog) encodeSnapshot() []byte {
 	var e wal.Encoder
 	e.AppendUvarint(retainSnapshotVersion)
 	e.AppendUvarint(uint64(len(r.current)))
@@ -216,8 +231,12 @@ func (r *retainLog) snapshot() error {
 		encodeMessage(&e, m)
 	}
 	r.marks.encode(&e)
+	return e.B
+}
+
+func (r *retainLog) snapshot() error {
 	index := r.log.LastIndex()
-	if err := wal.WriteSnapshot(r.snapshotPath, index, e.B); err != nil {
+	if err := wal.WriteSnapshot(r.snapshotPath, index, r.encodeSnapshot()); err != nil {
 		return err
 	}
 	return r.log.TruncateFront(index)

@@ -30,10 +30,10 @@ type Shard struct {
 	p     *persister // nil when persistence is off
 	stats shardStats
 
-	iter      uint64    // loop iteration, for per-iteration client state
-	staged    []*client // clients with output staged in this iteration
-	shares    []*ticket // ticket shares to release once this iteration is durable
-	commitErr error     // the log's failure, reported once
+	iter   uint64    // loop iteration, for per-iteration client state
+	staged []*client // clients with output staged in this iteration
+	shares []*ticket // ticket shares to release once this iteration is durable
+	fault  logFault  // the log's failure and recovery (persistfault.go)
 
 	// Held QoS 2 messages (heldroute.go): those not yet in every log by
 	// sequence number, those logged in this iteration, those durable and
@@ -94,6 +94,11 @@ func (s *Shard) run() {
 		case <-syncC:
 			s.syncLog()
 			continue
+		case <-s.fault.retry:
+			s.iter++
+			s.recoverLog()
+			s.endIteration()
+			continue
 		}
 		s.iter++
 		start := time.Now()
@@ -126,13 +131,7 @@ func (s *Shard) endIteration() {
 			s.stats.logBytes.Store(s.p.log.Size())
 		}
 		if err != nil {
-			s.stats.logFailed.Store(true)
-			if s.commitErr == nil {
-				s.commitErr = err
-				s.b.cfg.Logger.Error("shard log write failed: QoS 1/2 publishes touching this shard are no longer acknowledged; QoS 0 keeps flowing", "shard", s.index, "err", err)
-			}
-			clear(s.shares)
-			s.shares = s.shares[:0]
+			s.holdShares(err)
 		} else {
 			for _, t := range s.shares {
 				t.releaseOn(s)
@@ -151,6 +150,10 @@ func (s *Shard) endIteration() {
 func (s *Shard) snapshot() {
 	start := time.Now()
 	if err := s.p.snapshot(s.sessions, s.unrouted, s.marks); err != nil {
+		if s.p.log.Err() != nil {
+			s.logFailed(err) // the truncation after the snapshot failed the log
+			return
+		}
 		s.b.cfg.Logger.Error("shard snapshot failed; the log keeps growing until one succeeds", "shard", s.index, "err", err)
 		return
 	}
@@ -159,13 +162,20 @@ func (s *Shard) snapshot() {
 
 // syncLog flushes the log to disk in --fsync=interval mode.
 func (s *Shard) syncLog() {
-	if err := s.p.log.Sync(); err != nil && s.commitErr == nil {
-		s.commitErr = err
-		s.b.cfg.Logger.Error("shard log sync failed", "shard", s.index, "err", err)
+	if err := s.p.log.Sync(); err != nil {
+		s.logFailed(err)
 	}
 }
 
 func (s *Shard) handle(ev *event) {
+	if s.fault.err != nil {
+		s.handleWhileFailed(ev)
+		return
+	}
+	s.dispatch(ev)
+}
+
+func (s *Shard) dispatch(ev *event) {
 	switch ev.kind {
 	case evConnect:
 		s.handleConnect(ev.c, ev.connect)
@@ -327,6 +337,9 @@ func (s *Shard) detach(c *client, reason string) {
 			s.route(will, nil) // client-supplied like a PUBLISH: never into $SYS
 		}
 	}
+	for _, t := range c.acks {
+		t.abandoned.Store(true)
+	}
 	clear(c.acks)
 	c.acks = nil
 	waiting := sess.waiting
@@ -468,6 +481,10 @@ func (s *Shard) settle(t *ticket) {
 // shutdown commits what is pending, closes the log and every connection.
 func (s *Shard) shutdown() {
 	if s.p != nil {
+		if s.fault.err != nil {
+			s.recoverLog() // one last attempt to store what the failure lost
+			s.fault.stop()
+		}
 		if err := s.p.commit(); err != nil {
 			s.b.cfg.Logger.Error("shard log commit at shutdown failed", "shard", s.index, "err", err)
 		}

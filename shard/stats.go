@@ -19,7 +19,6 @@ type shardStats struct {
 	loop          durationHistogram // one loop iteration, events to write
 	fsync         durationHistogram // one log commit
 	logBytes      atomic.Int64
-	logFailed     atomic.Bool
 }
 
 // HistogramBounds are the upper bounds (seconds) of the duration histograms,
@@ -68,7 +67,9 @@ type ShardStats struct {
 	LoopTime     Histogram
 	FsyncTime    Histogram
 	LogBytes     int64
-	LogFailed    bool
+	LogFailed    bool  // the log failed and is not recovered yet (persistfault.go)
+	LogErrors    int64 // log failures and failed recovery attempts
+	LogRecovered int64 // recoveries from a failure
 }
 
 // Stats is a snapshot of broker counters.
@@ -92,6 +93,11 @@ type Stats struct {
 	Inflight         int64
 	Shards           []ShardStats
 	Uptime           time.Duration
+
+	// The retained messages' log, like ShardStats.LogFailed and the rest.
+	RetainedLogFailed    bool
+	RetainedLogErrors    int64
+	RetainedLogRecovered int64
 }
 
 // Stats returns current counters.
@@ -132,8 +138,15 @@ func (b *Broker) Stats() Stats {
 			LoopTime:     ss.loop.snapshot(),
 			FsyncTime:    ss.fsync.snapshot(),
 			LogBytes:     ss.logBytes.Load(),
-			LogFailed:    ss.logFailed.Load(),
+			LogFailed:    s.fault.failed.Load(),
+			LogErrors:    s.fault.errors.Load(),
+			LogRecovered: s.fault.recoveries.Load(),
 		})
+	}
+	if rl := b.retainLog; rl != nil {
+		st.RetainedLogFailed = rl.fault.failed.Load()
+		st.RetainedLogErrors = rl.fault.errors.Load()
+		st.RetainedLogRecovered = rl.fault.recoveries.Load()
 	}
 	for q := range 3 {
 		st.ReceivedBytes += st.ReceivedBytesQoS[q]

@@ -24,6 +24,10 @@ type ticket struct {
 	// message (heldroute.go): its sequence number, logged as routed once
 	// every log has the message.
 	routed uint64
+
+	// abandoned: the connection is gone, nobody waits for the
+	// acknowledgement; a failed log stops holding the ticket (persistfault.go).
+	abandoned atomic.Bool
 }
 
 // release gives back one share from outside any shard (the retained log).

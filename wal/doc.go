@@ -131,4 +131,18 @@
 // crash could leave a log behind its snapshot; TruncateFront(idx+1) at
 // startup moves such a log forward so new records cannot reuse covered
 // indexes, and Replay refuses to run until it has.
+//
+// # Failure and Recover
+//
+// A write, fsync or truncation error (a full disk, an I/O error) fails the
+// Log: whether the failed batch reached the disk is unknown, so from then on
+// Commit, Sync and TruncateFront return the error and Append drops its
+// records. The caller keeps running on its in-memory state and must not
+// acknowledge anything that waited for the lost records. Recover(snapshot)
+// turns that state into a snapshot at an index past every record the failed
+// batch could have used, then deletes every segment and restarts the log
+// empty after that index (an empty <index+1>.START file, as TruncateFront
+// past the end). A crash between the two leaves a snapshot ahead of the log,
+// which the startup sequence above moves past. Until a Recover succeeds the
+// caller retries it, for example once the operator has freed disk space.
 package wal

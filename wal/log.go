@@ -29,6 +29,11 @@ type Options struct {
 	SegmentSize int
 	// Logger receives repair actions at Warn level; default slog.Default().
 	Logger *slog.Logger
+	// Fault, if set, is called with the log's directory and the operation
+	// ("commit", "sync", "truncate", "recover") before each one touches the
+	// disk; an error it returns fails that operation as if the disk had
+	// returned it. It is how tests inject ENOSPC or EIO at an exact moment.
+	Fault func(dir, op string) error
 }
 
 // Log is one append-only log of typed, checksummed records on tidwall/wal.
@@ -37,10 +42,11 @@ type Options struct {
 //
 // Records are grouped: Append adds to a pending batch in memory, Commit
 // writes the batch with one write and one fsync. After a write or fsync error
-// the Log is failed for good: every later Commit, Sync and TruncateFront
-// returns that error, and Append does nothing. Whether the failed write
-// reached the disk is unknown (an fsync error may have dropped dirty pages),
-// so the only safe recovery is to restart, which replays what is on disk.
+// the Log is failed: every later Commit, Sync and TruncateFront returns that
+// error, and Append drops its record. Whether the failed write reached the
+// disk is unknown (an fsync error may have dropped dirty pages), so records
+// are never written again after a failure: Recover replaces the whole log by
+// a snapshot of the caller's state, or a restart replays what is on disk.
 type Log struct {
 	dir    string
 	opts   Options
@@ -58,7 +64,8 @@ type Log struct {
 	tail        int64  // bytes in the tail segment (tidwall's ebuf length)
 	dirDirty    bool   // a segment file was created since the last directory fsync
 
-	err    error // sticky failure
+	err    error  // failure, until Recover
+	high   uint64 // highest index a failed write may have put on disk
 	closed bool
 }
 
@@ -221,6 +228,14 @@ func (l *Log) planCommit() (written, tail int64, cycled bool) {
 // Pending returns the number of records appended and not yet committed.
 func (l *Log) Pending() int { return l.pending }
 
+// fault runs the Options.Fault hook for op.
+func (l *Log) fault(op string) error {
+	if l.opts.Fault == nil {
+		return nil
+	}
+	return l.opts.Fault(l.dir, op)
+}
+
 // Commit writes the pending batch with one tidwall WriteBatch (one write per
 // segment touched) and, unless Options.NoSync, one fsync, plus a directory
 // fsync if a new segment file was started. When Commit returns nil the
@@ -237,7 +252,10 @@ func (l *Log) Commit() error {
 		return nil
 	}
 	written, tail, cycled := l.planCommit()
-	err := l.tw.WriteBatch(&l.batch)
+	err := l.fault("commit")
+	if err == nil {
+		err = l.tw.WriteBatch(&l.batch)
+	}
 	if err == nil && cycled {
 		// tidwall keeps the segment it just closed in its read cache; we
 		// never read through tidwall, so free that memory (up to a segment).
@@ -259,11 +277,13 @@ func (l *Log) Commit() error {
 	return nil
 }
 
-// fail makes the Log failed with err and returns the sticky error.
+// fail makes the Log failed with err and returns the error that every
+// later operation returns until Recover.
 func (l *Log) fail(what error, err error) error {
-	l.err = fmt.Errorf("wal: %s: %v: %w; the log is failed and accepts no more writes: "+
-		"check the disk (space, I/O errors) and restart iotd, which replays what was stored",
-		l.dir, what, err)
+	l.err = fmt.Errorf("wal: %s: %v: %w; the log accepts no more writes until it is recovered "+
+		"(Recover, or a restart that replays what is on disk)", l.dir, what, err)
+	// The batch that failed may be on disk in part or in full.
+	l.high = max(l.high, l.last+uint64(l.pending))
 	l.batch.Clear()
 	l.pending = 0
 	l.pendSizes = l.pendSizes[:0]
@@ -282,7 +302,11 @@ func (l *Log) Sync() error {
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.tw.Sync(); err != nil {
+	err := l.fault("sync")
+	if err == nil {
+		err = l.tw.Sync()
+	}
+	if err != nil {
 		return l.fail(errors.New("sync"), err)
 	}
 	if l.dirDirty {
@@ -336,6 +360,9 @@ func (l *Log) TruncateFront(index uint64) error {
 	if index <= l.first {
 		return nil
 	}
+	if err := l.fault("truncate"); err != nil {
+		return l.fail(fmt.Errorf("truncate front to index %d", index), err)
+	}
 	if index <= l.last+1 {
 		if err := l.tw.TruncateFront(index); err != nil {
 			return l.fail(fmt.Errorf("truncate front to index %d", index), err)
@@ -365,11 +392,19 @@ func (l *Log) restartAt(index uint64) error {
 	if err := l.tw.Close(); err != nil {
 		return err
 	}
+	l.tw = nil
+	return l.openEmptyAt(index)
+}
+
+// openEmptyAt deletes every segment and opens tidwall on an empty log whose
+// next index is index; l.tw must be closed.
+func (l *Log) openEmptyAt(index uint64) error {
 	start := filepath.Join(l.dir, fmt.Sprintf("%020d.START", index))
 	if err := writeFileAtomic(start, nil); err != nil {
 		return err
 	}
-	if err := finishTruncation(l.dir, l.logger); err != nil {
+	// Finishing our own truncation, not one a crash interrupted: no warning.
+	if err := finishTruncation(l.dir, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
 	tw, err := twal.Open(l.dir, l.opts.tidwall())
@@ -490,7 +525,10 @@ func (l *Log) Close() error {
 	l.batch.Clear()
 	l.pending = 0
 	l.pendSizes = l.pendSizes[:0]
-	err := l.tw.Close()
+	var err error
+	if l.tw != nil { // nil after a Recover that failed half way
+		err = l.tw.Close()
+	}
 	if err == nil && l.dirDirty {
 		err = syncDir(l.dir)
 	}
