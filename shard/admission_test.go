@@ -96,7 +96,9 @@ func TestAdmissionAcceptRateDefaults(t *testing.T) {
 // bench's 10,000- and 19,000-connection runs are never refused however fast
 // they connect, and then 5000 a second.
 func TestAdmissionDefaultAdmitsTheBenchRunsAtOnce(t *testing.T) {
-	b := newIdleBroker(t, DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Persistence = false
+	b := newIdleBroker(t, cfg)
 	now := time.Unix(1_000_000, 0)
 	b.admit.now = func() time.Time { return now }
 	conn, _ := net.Pipe()
