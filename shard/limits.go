@@ -51,11 +51,12 @@ func (b *Broker) refuseConnection(conn net.Conn) {
 }
 
 // refuseAtAccept closes a connection just accepted, before reading
-// anything from it, and counts and logs why.
+// anything from it, and counts and logs why. It counts first, so a client
+// that sees the close can already see the count.
 func (b *Broker) refuseAtAccept(conn net.Conn, reason, limit, msg string, args ...any) {
+	b.countRefused(reason)
 	remote := conn.RemoteAddr()
 	conn.Close()
-	b.countRefused(reason)
 	b.logLimit(limit, msg, append([]any{"remote", remote}, args...)...)
 }
 
