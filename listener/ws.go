@@ -33,11 +33,15 @@ import (
 //   - Any Origin is accepted: browsers on other sites are the usual MQTT
 //     WebSocket clients, and clients authenticate in CONNECT, not by cookie.
 //
-// The HTTP handshake (and for wss:// the TLS handshake) runs on the HTTP
-// server's goroutine for the connection, bounded by wsHandshakeTimeout, so
-// a slow client never holds up Accept.
+// The HTTP handshake runs on the HTTP server's goroutine for the
+// connection, and for wss:// the TLS handshake before it on a goroutine of
+// its own (tlsHandshaker), each bounded by wsHandshakeTimeout, so a slow
+// client never holds up Accept. The HTTP server starts on the first Accept,
+// so a Gate set before it (SetGate) sees every connection; until then
+// connections wait in the kernel's backlog, as on a tcp:// listener.
 
-// wsHandshakeTimeout bounds reading the HTTP upgrade request.
+// wsHandshakeTimeout bounds the TLS handshake of a wss:// connection and
+// reading the HTTP upgrade request.
 const wsHandshakeTimeout = 10 * time.Second
 
 // wsWriteBuffers lends write buffers to connections while they write, so
@@ -77,27 +81,38 @@ func ListenWS(spec Spec, tlsCfg *tls.Config) (net.Listener, error) {
 		ReadHeaderTimeout: wsHandshakeTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0), // failed handshakes are the client's business
 	}
-	inner := tcp
 	if spec.Scheme == "wss" {
-		inner = tls.NewListener(tcp, tlsCfg)
+		l.tlsCfg = tlsCfg
+	}
+	return l, nil
+}
+
+// serve starts the HTTP server, on the first Accept.
+func (l *wsListener) serve() {
+	var inner net.Listener = &admitListener{Listener: l.tcp, gate: l.gate, tls: l.tlsCfg != nil}
+	if l.tlsCfg != nil {
+		inner = newTLSHandshaker(inner, l.tlsCfg, l.gate)
 	}
 	go l.srv.Serve(inner)
-	return l, nil
 }
 
 // wsListener is a net.Listener whose connections arrive through an HTTP
 // server's WebSocket upgrades.
 type wsListener struct {
-	tcp      net.Listener
-	path     string // "" serves every path
-	srv      *http.Server
-	upgrader websocket.Upgrader
-	conns    chan net.Conn
-	done     chan struct{}
-	once     sync.Once
+	tcp       net.Listener
+	path      string      // "" serves every path
+	tlsCfg    *tls.Config // wss:// only
+	gate      Gate        // nil admits every connection; set before the first Accept
+	srv       *http.Server
+	upgrader  websocket.Upgrader
+	conns     chan net.Conn
+	done      chan struct{}
+	serveOnce sync.Once
+	once      sync.Once
 }
 
 func (l *wsListener) Accept() (net.Conn, error) {
+	l.serveOnce.Do(l.serve)
 	select {
 	case c := <-l.conns:
 		return c, nil
@@ -112,6 +127,7 @@ func (l *wsListener) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		l.srv.Close()
+		l.tcp.Close() // the server closes it too, once it has started
 	})
 	return nil
 }

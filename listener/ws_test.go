@@ -48,7 +48,15 @@ func TestParseWS(t *testing.T) {
 // serveWS runs a broker behind a WebSocket listener for url (port 0).
 func serveWS(t *testing.T, url string, tlsCfg *tls.Config) (*shard.Broker, string) {
 	t.Helper()
-	b, err := shard.New(shard.Config{Shards: 2})
+	b, ln := serveWSConfig(t, url, tlsCfg, shard.Config{Shards: 2})
+	return b, ln.Addr().String()
+}
+
+// serveWSConfig is serveWS with the broker's configuration; it returns the
+// listener.
+func serveWSConfig(t *testing.T, url string, tlsCfg *tls.Config, cfg shard.Config) (*shard.Broker, net.Listener) {
+	t.Helper()
+	b, err := shard.New(cfg)
 	require.NoError(t, err)
 	spec, err := listener.Parse(url)
 	require.NoError(t, err)
@@ -68,7 +76,7 @@ func serveWS(t *testing.T, url string, tlsCfg *tls.Config) (*shard.Broker, strin
 		defer cancel()
 		require.NoError(t, b.Close(ctx))
 	})
-	return b, ln.Addr().String()
+	return b, ln
 }
 
 // rawWS is a hand-rolled WebSocket client: it writes frames exactly as the

@@ -45,6 +45,7 @@ type Collector struct {
 	limits                                                          *prometheus.Desc
 	mailbox, shardSessions, loop, fsync, logBytes, logFailed, build *prometheus.Desc
 	uptime, logErrors, logRecoveries                                *prometheus.Desc
+	tlsHandshakes                                                   *prometheus.Desc
 }
 
 // NewCollector returns a collector for src; version is reported in
@@ -60,13 +61,14 @@ func NewCollector(src Source, version string) *Collector {
 		uptime:           d("uptime_seconds", "Seconds since the broker started."),
 		connections:      d("connections_current", "Open network connections, including those that have not sent CONNECT yet."),
 		connectionsTotal: d("connections_total", "Network connections accepted since start."),
-		refused:          d("connections_refused_total", "Connections refused, by reason: max-connections (closed at accept), client-id-too-long (CONNACK 0x02), not-authorized (CONNACK 0x04 or 0x05).", "reason"),
+		tlsHandshakes:    d("tls_handshakes_in_progress", "TLS handshakes (tls://, wss://) admitted and not yet done; new TLS connections are refused while it is at max-tls-handshakes."),
+		refused:          d("connections_refused_total", "Connections refused, by reason: accept-rate, tls-handshakes, max-connections (closed at accept), client-id-too-long (CONNACK 0x02), not-authorized (CONNACK 0x04 or 0x05).", "reason"),
 		received:         d("messages_received_total", "PUBLISH packets received from clients, by QoS.", "qos"),
 		sent:             d("messages_sent_total", "PUBLISH packets sent to clients, by QoS (re-sends included).", "qos"),
 		receivedBytes:    d("received_payload_bytes_total", "Payload bytes of the PUBLISH packets received from clients, by QoS.", "qos"),
 		sentBytes:        d("sent_payload_bytes_total", "Payload bytes of the PUBLISH packets sent to clients, by QoS.", "qos"),
 		dropped:          d("messages_dropped_total", "Messages dropped, by reason: outbound-full (QoS 0, the connection's outbound queue was full), queue-full (QoS 1/2, the session queue was at max-queued-messages), sys-topic (a client published to $SYS/), acl-publish, acl-delivery (refused by the ACL).", "reason"),
-		limits:           d("limit_hits_total", "Times a configured limit was hit, by limit: max-connections (connection closed at accept), max-client-id-length (CONNACK 0x02), max-packet-size and connect-timeout (connection closed), max-subscriptions (SUBACK 0x80), max-queued-messages and max-outbound-bytes (message dropped).", "limit"),
+		limits:           d("limit_hits_total", "Times a configured limit was hit, by limit: max-accept-rate, max-tls-handshakes and max-connections (connection closed at accept), max-pending-handshakes (the oldest connection without CONNECT closed), max-client-id-length (CONNACK 0x02), max-packet-size and connect-timeout (connection closed), max-subscriptions (SUBACK 0x80), max-queued-messages and max-outbound-bytes (message dropped).", "limit"),
 		aclDenied:        d("acl_denied_total", "Requests the ACL refused, by action: publish, subscribe (a filter answered 0x80), deliver, will.", "action"),
 		queued:           d("messages_queued", "QoS 1/2 messages waiting in session queues."),
 		inflight:         d("messages_inflight", "QoS 1/2 messages sent to clients and not yet acknowledged."),
@@ -87,7 +89,7 @@ func NewCollector(src Source, version string) *Collector {
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.build, c.uptime, c.connections, c.connectionsTotal, c.refused, c.received, c.sent,
+		c.build, c.uptime, c.connections, c.connectionsTotal, c.refused, c.received, c.sent, c.tlsHandshakes,
 		c.receivedBytes, c.sentBytes, c.dropped, c.limits, c.aclDenied, c.queued, c.inflight, c.retained,
 		c.subscriptions, c.sessions, c.mailbox, c.shardSessions, c.loop, c.fsync, c.logBytes, c.logFailed,
 		c.logErrors, c.logRecoveries,
@@ -110,7 +112,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.uptime, st.Uptime.Seconds())
 	gauge(c.connections, float64(st.Connections))
 	counter(c.connectionsTotal, float64(st.ConnectionsTotal))
-	refused := map[string]int64{shard.RefusedMaxConnections: 0, shard.RefusedClientIDTooLong: 0, "not-authorized": sec.RefusedConnects}
+	gauge(c.tlsHandshakes, float64(st.TLSHandshakes))
+	refused := map[string]int64{shard.RefusedMaxConnections: 0, shard.RefusedClientIDTooLong: 0, "not-authorized": sec.RefusedConnects,
+		shard.RefusedAcceptRate: 0, shard.RefusedTLSHandshakes: 0}
 	for reason, n := range st.Refused {
 		refused[reason] += n
 	}
@@ -131,12 +135,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dropped, float64(sec.DeniedDeliveries), DropACLDelivery)
 	for limit, n := range map[string]int64{
 		shard.LimitMaxConnections:    st.Refused[shard.RefusedMaxConnections],
+		shard.LimitMaxAcceptRate:     st.Refused[shard.RefusedAcceptRate],
+		shard.LimitMaxTLSHandshakes:  st.Refused[shard.RefusedTLSHandshakes],
 		shard.LimitMaxClientIDLength: st.Refused[shard.RefusedClientIDTooLong],
 		shard.LimitMaxPacketSize:     st.LimitHits[shard.LimitMaxPacketSize],
 		shard.LimitConnectTimeout:    st.LimitHits[shard.LimitConnectTimeout],
 		shard.LimitMaxSubscriptions:  st.LimitHits[shard.LimitMaxSubscriptions],
 		shard.LimitMaxQueuedMessages: st.DroppedQueueFull,
 		shard.LimitMaxOutboundBytes:  st.DroppedQoS0,
+		// closes the oldest connection still without CONNECT, not the new one:
+		shard.LimitMaxPendingHandshakes: st.LimitHits[shard.LimitMaxPendingHandshakes],
 	} {
 		counter(c.limits, float64(n), limit)
 	}

@@ -154,10 +154,14 @@ func TestScrapeAfterKnownTraffic(t *testing.T) {
 	require.Equal(t, 0.0, value(t, fams, "iotd_messages_dropped_total", "reason", "outbound-full"))
 	require.Equal(t, 2.0, value(t, fams, "iotd_connections_current"))
 	require.Equal(t, 2.0, value(t, fams, "iotd_connections_total"))
-	require.Equal(t, 0.0, value(t, fams, "iotd_connections_refused_total", "reason", "max-connections"))
-	require.Len(t, fams["iotd_limit_hits_total"].GetMetric(), 7, "every limit has a series")
+	for _, reason := range []string{shard.RefusedMaxConnections, shard.RefusedAcceptRate, shard.RefusedTLSHandshakes} {
+		require.Equal(t, 0.0, value(t, fams, "iotd_connections_refused_total", "reason", reason))
+	}
+	require.Equal(t, 0.0, value(t, fams, "iotd_tls_handshakes_in_progress"))
+	require.Len(t, fams["iotd_limit_hits_total"].GetMetric(), 10, "every limit has a series")
 	for _, limit := range []string{shard.LimitMaxConnections, shard.LimitMaxClientIDLength, shard.LimitMaxPacketSize,
-		shard.LimitConnectTimeout, shard.LimitMaxSubscriptions, shard.LimitMaxQueuedMessages, shard.LimitMaxOutboundBytes} {
+		shard.LimitConnectTimeout, shard.LimitMaxSubscriptions, shard.LimitMaxQueuedMessages, shard.LimitMaxOutboundBytes,
+		shard.LimitMaxAcceptRate, shard.LimitMaxTLSHandshakes, shard.LimitMaxPendingHandshakes} {
 		require.Equal(t, 0.0, value(t, fams, "iotd_limit_hits_total", "limit", limit))
 	}
 	require.Equal(t, 2.0, value(t, fams, "iotd_sessions"))

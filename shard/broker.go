@@ -11,6 +11,7 @@ package shard
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"iotd/auth"
+	"iotd/listener"
 	"iotd/topictree"
 	"iotd/wire"
 )
@@ -47,6 +49,21 @@ type Config struct {
 	RetryInterval        time.Duration // in-session resend of unacknowledged messages; 0 = off
 	RetryLimit           int           // resends per message; 0 = unlimited (DefaultConfig: 5)
 	TakeoverGrace        time.Duration // how long a new connection waits for the old one's last packets
+
+	// Connection storms (admission.go). MaxAcceptRate limits the
+	// connections accepted per second, over every listener, with bursts of
+	// up to MaxAcceptBurst (0: one second's worth); more are closed at
+	// accept. MaxTLSHandshakes caps TLS handshakes in progress (tls://,
+	// wss://); more TLS connections are closed at accept. 0 = no limit.
+	// DefaultConfig: 5000/s, about two thirds of what 2 cores connect
+	// (BENCHMARKS.md), with a burst of 20000, which lets that many clients
+	// reconnect at once (the bench's 10,000- and 19,000-connection runs
+	// whole, however fast they connect); 256 TLS handshakes, a bounded
+	// queue of CPU work (a server handshake costs about a millisecond with
+	// an RSA-2048 key, less with ECDSA).
+	MaxAcceptRate    int
+	MaxAcceptBurst   int
+	MaxTLSHandshakes int
 
 	// Persistence: with Persistence set, persistent sessions and retained
 	// messages live in DataDir and QoS 1/2 publishes are acknowledged only
@@ -77,6 +94,9 @@ func DefaultConfig() Config {
 		Shards:               runtime.NumCPU(),
 		MaxConnections:       100000,
 		MaxPendingHandshakes: 10000,
+		MaxAcceptRate:        5000,
+		MaxAcceptBurst:       20000,
+		MaxTLSHandshakes:     256,
 		MaxPacketSize:        16 << 20,
 		ConnectTimeout:       10 * time.Second,
 		MaxClientIDLen:       256,
@@ -105,6 +125,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxPendingHandshakes <= 0 {
 		c.MaxPendingHandshakes = d.MaxPendingHandshakes
+	}
+	if c.MaxAcceptRate > 0 && c.MaxAcceptBurst <= 0 {
+		c.MaxAcceptBurst = c.MaxAcceptRate
 	}
 	if c.MaxPacketSize <= 0 {
 		c.MaxPacketSize = d.MaxPacketSize
@@ -167,6 +190,7 @@ type Broker struct {
 	goroutines  group
 	conns       connSet
 	pending     pendingHandshakes
+	admit       *admission
 	idPrefix    string
 	idSeq       atomic.Uint64
 	stats       stats
@@ -203,6 +227,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.conns.init()
 	b.pending.max = cfg.MaxPendingHandshakes
+	b.admit = newAdmission(b, &cfg)
 	b.shards = make([]*Shard, cfg.Shards)
 	for i := range b.shards {
 		b.shards[i] = newShard(b, i)
@@ -249,7 +274,10 @@ func (b *Broker) Serve(ln net.Listener) error {
 }
 
 // ServeListener is Serve with the listener's own settings (authz.go).
+// Every connection passes the accept-rate limit and the TLS handshake cap
+// (admission.go) before anything is read from it.
 func (b *Broker) ServeListener(ln net.Listener, opts ListenerOptions) error {
+	gated := listener.SetGate(ln, b.admit) // ws://, wss://: admitted behind Accept
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -271,7 +299,14 @@ func (b *Broker) ServeListener(ln net.Listener, opts ListenerOptions) error {
 			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 		}
 		delay = 0
-		if !b.serveConn(conn, &opts) {
+		tlsSlot := false
+		if !gated {
+			_, tlsSlot = conn.(*tls.Conn) // its handshake runs on the reader goroutine
+			if !b.admit.Admit(conn, tlsSlot) {
+				continue
+			}
+		}
+		if !b.serveConn(conn, &opts, tlsSlot) {
 			return nil
 		}
 	}
@@ -285,16 +320,22 @@ func isTemporary(err error) bool {
 // ServeConn serves one connection on its own reader goroutine. It reports
 // false (and closes conn) if the broker is shutting down.
 func (b *Broker) ServeConn(conn net.Conn) bool {
-	return b.serveConn(conn, nil)
+	return b.serveConn(conn, nil, false)
 }
 
-func (b *Broker) serveConn(conn net.Conn, opts *ListenerOptions) bool {
+// serveConn serves conn; with tlsSlot it holds a TLS handshake slot, which
+// is freed when its handshake ends or it is refused here.
+func (b *Broker) serveConn(conn net.Conn, opts *ListenerOptions, tlsSlot bool) bool {
 	if b.conns.open.Load() >= int64(b.cfg.MaxConnections) {
+		if tlsSlot {
+			b.admit.HandshakeDone()
+		}
 		b.refuseConnection(conn)
 		return true
 	}
 	c := newClient(b, conn)
 	c.lopts = opts
+	c.tlsSlot = tlsSlot
 	b.stats.connectionsTotal.Add(1)
 	c.connKey = b.conns.add(c)
 	if old := b.pending.add(c); old != nil {
@@ -303,6 +344,9 @@ func (b *Broker) serveConn(conn net.Conn, opts *ListenerOptions) bool {
 	}
 	ok := b.goroutines.start(c.serve)
 	if !ok {
+		if tlsSlot {
+			b.admit.HandshakeDone()
+		}
 		b.conns.remove(c.connKey)
 		conn.Close()
 	}

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"container/list"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ type client struct {
 	pending   *list.Element    // in the broker's pending handshakes; guarded by its mutex
 	lopts     *ListenerOptions // the listener's settings; nil from ServeConn
 	ident     *identity        // who the ACL sees, set before the CONNECT is posted
+	tlsSlot   bool             // holds a TLS handshake slot (admission.go) until tlsHandshake
 
 	// Owned by the shard goroutine after CONNECT.
 	sess         *session
@@ -72,7 +74,9 @@ func (c *client) serve() {
 		src = c.raw
 	}
 	r := wire.NewReader(src, c.b.cfg.MaxPacketSize)
-	ok := c.handshake(r)
+	// The TLS handshake and the CONNECT share the connect timeout.
+	deadline := time.Now().Add(c.b.cfg.ConnectTimeout)
+	ok := c.tlsHandshake(deadline) && c.handshake(r, deadline)
 	c.b.pending.done(c)
 	if !ok {
 		// Not close(): a refusal's CONNACK is still queued and must reach
@@ -135,10 +139,34 @@ func (c *client) finish(r *wire.Reader, reason string) {
 	c.b.conns.remove(c.connKey)
 }
 
-// handshake reads and validates CONNECT and waits until the shard has
-// answered it. It reports false if the connection must be closed now.
-func (c *client) handshake(r *wire.Reader) bool {
-	c.conn.SetReadDeadline(time.Now().Add(c.b.cfg.ConnectTimeout))
+// tlsHandshake runs the TLS handshake of a tls:// connection, by deadline
+// (reads and writes), and frees its handshake slot. It reports false if the
+// connection must be closed now.
+func (c *client) tlsHandshake(deadline time.Time) bool {
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	tc.SetDeadline(deadline)
+	err := tc.Handshake()
+	tc.SetWriteDeadline(time.Time{}) // the writer sets its own
+	if c.tlsSlot {
+		c.tlsSlot = false
+		c.b.admit.HandshakeDone()
+	}
+	if err != nil {
+		c.b.logDebug("TLS handshake failed", "remote", c.conn.RemoteAddr(), "err", err)
+		c.b.readLimit(c, err, true)
+		return false
+	}
+	return true
+}
+
+// handshake reads and validates CONNECT, by deadline, and waits until the
+// shard has answered it. It reports false if the connection must be closed
+// now.
+func (c *client) handshake(r *wire.Reader, deadline time.Time) bool {
+	c.conn.SetReadDeadline(deadline)
 	fh, body, err := r.ReadPacket()
 	if err != nil {
 		c.b.logDebug("connection closed before CONNECT", "remote", c.conn.RemoteAddr(), "err", err)

@@ -12,6 +12,8 @@ import (
 // Limits (Config) and what hitting each does. Every one is logged, at most
 // once per limitLogEvery per limit (logLimit), and counted:
 //
+//	max-accept-rate       the connection is closed at accept     Stats.Refused["accept-rate"]
+//	max-tls-handshakes    the TLS connection is closed at accept Stats.Refused["tls-handshakes"]
 //	max-connections       the connection is closed at accept     Stats.Refused["max-connections"]
 //	max-pending-handshakes the oldest connection without CONNECT  Stats.LimitHits["max-pending-handshakes"]
 //	                      is closed to make room
@@ -26,8 +28,12 @@ import (
 const (
 	RefusedMaxConnections  = "max-connections"    // Stats.Refused reason
 	RefusedClientIDTooLong = "client-id-too-long" // Stats.Refused reason
+	RefusedAcceptRate      = "accept-rate"        // Stats.Refused reason
+	RefusedTLSHandshakes   = "tls-handshakes"     // Stats.Refused reason
 
 	LimitMaxConnections       = "max-connections"
+	LimitMaxAcceptRate        = "max-accept-rate"
+	LimitMaxTLSHandshakes     = "max-tls-handshakes"
 	LimitMaxPendingHandshakes = "max-pending-handshakes"
 	LimitMaxClientIDLength    = "max-client-id-length"
 	LimitMaxPacketSize        = "max-packet-size"
@@ -41,10 +47,17 @@ const (
 // open, before reading anything from it: clients already connected are not
 // affected, and a flood of connects costs an accept and a close each.
 func (b *Broker) refuseConnection(conn net.Conn) {
+	b.refuseAtAccept(conn, RefusedMaxConnections, LimitMaxConnections, "refused a connection: max-connections are open", "max", b.cfg.MaxConnections)
+}
+
+// refuseAtAccept closes a connection just accepted, before reading
+// anything from it, and counts and logs why. It counts first, so a client
+// that sees the close can already see the count.
+func (b *Broker) refuseAtAccept(conn net.Conn, reason, limit, msg string, args ...any) {
+	b.countRefused(reason)
 	remote := conn.RemoteAddr()
 	conn.Close()
-	b.countRefused(RefusedMaxConnections)
-	b.logLimit(LimitMaxConnections, "refused a connection: max-connections are open", "remote", remote, "max", b.cfg.MaxConnections)
+	b.logLimit(limit, msg, append([]any{"remote", remote}, args...)...)
 }
 
 // hitLimit counts a limit in Stats.LimitHits and logs it (rate-limited).

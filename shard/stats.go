@@ -76,6 +76,7 @@ type ShardStats struct {
 type Stats struct {
 	Connections      int   // open network connections, including those before CONNECT
 	ConnectionsTotal int64 // accepted since start
+	TLSHandshakes    int64 // TLS handshakes in progress (max-tls-handshakes)
 	Refused          map[string]int64
 	LimitHits        map[string]int64 // limits hit that no other counter shows (limits.go)
 	Subscriptions    int64
@@ -105,6 +106,7 @@ func (b *Broker) Stats() Stats {
 	st := Stats{
 		Connections:      b.conns.len(),
 		ConnectionsTotal: b.stats.connectionsTotal.Load(),
+		TLSHandshakes:    b.admit.tls.Load(),
 		Refused:          make(map[string]int64),
 		Subscriptions:    b.stats.subscriptions.Load(),
 		Retained:         b.retained.Len(),

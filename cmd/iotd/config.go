@@ -53,6 +53,16 @@ var configChecks = map[string]func(string) error{
 		}
 		return nil
 	},
+	"max-accept-rate":    checkNotNegative,
+	"max-accept-burst":   checkNotNegative,
+	"max-tls-handshakes": checkNotNegative,
+}
+
+func checkNotNegative(v string) error {
+	if n, _ := strconv.Atoi(v); n < 0 {
+		return fmt.Errorf("want 0 or more, got %s", v)
+	}
+	return nil
 }
 
 // configState is where the settings came from, kept for SIGHUP.

@@ -145,6 +145,8 @@ func TestConfigErrorsNameFileLineKeyAndReason(t *testing.T) {
 		{"bad log level", "log-level = \"loud\"\n", 1, "log-level", "want debug, info, warn or error"},
 		{"bad log format", "log-format = \"xml\"\n", 1, "log-format", "want text or json"},
 		{"negative shards", "shards = -1\n", 1, "shards", "want 0 (one per CPU) or more"},
+		{"negative accept rate", "max-accept-rate = -1\n", 1, "max-accept-rate", "want 0 or more"},
+		{"negative TLS handshakes", "\nmax-tls-handshakes = -3\n", 2, "max-tls-handshakes", "want 0 or more"},
 		{"table", "shards = 1\n[limits]\nmax-inflight = 3\n", 2, "limits", "unknown table"},
 		{"syntax error", "shards = 1\nlog-level = \"debug\n", 2, "log-level", "TOML syntax"},
 		{"duplicate key", "shards = 1\nshards = 2\n", 2, "shards", "TOML syntax"},

@@ -101,6 +101,8 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{[]string{"--persistence", "maybe"}, "--persistence \"maybe\": want on or off"},
 		{[]string{"--fsync", "sometimes"}, "want always or interval:<duration>"},
 		{[]string{"--fsync", "interval:0s"}, "want always or interval:<duration>"},
+		{[]string{"--max-accept-rate", "-1"}, "--max-accept-rate must be 0 or more"},
+		{[]string{"--max-tls-handshakes", "-5"}, "--max-tls-handshakes must be 0 or more"},
 	} {
 		cmd := exec.Command(bin, append(tc.args, "--data-dir", t.TempDir())...)
 		out, err := cmd.CombinedOutput()

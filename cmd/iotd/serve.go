@@ -35,6 +35,9 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "fsync", Value: "always", Usage: "always: acknowledge QoS 1/2 only after fsync; interval:<duration> (e.g. interval:1s): fsync on a timer, faster, may lose the last interval on power loss"},
 			&cli.IntFlag{Name: "max-pending-handshakes", Value: d.MaxPendingHandshakes, Usage: "connections still without CONNECT; past it the oldest is closed to make room (slowloris floods cannot lock clients out)"},
 			&cli.IntFlag{Name: "max-connections", Value: d.MaxConnections, Usage: "open network connections; more are closed at accept, counted (iotd_connections_refused_total{reason=\"max-connections\"}) and logged"},
+			&cli.IntFlag{Name: "max-accept-rate", Value: d.MaxAcceptRate, Usage: "new connections per second over all listeners (a token bucket); more are closed at accept, before anything is read, counted (iotd_connections_refused_total{reason=\"accept-rate\"}) and logged; 0 = no limit"},
+			&cli.IntFlag{Name: "max-accept-burst", Value: d.MaxAcceptBurst, Usage: "new connections accepted at once before --max-accept-rate applies (the bucket's size); 0 = one second's worth"},
+			&cli.IntFlag{Name: "max-tls-handshakes", Value: d.MaxTLSHandshakes, Usage: "TLS handshakes in progress (tls:// and wss:// listeners); more TLS connections are closed at accept, counted (reason=\"tls-handshakes\") and logged; 0 = no cap"},
 			&cli.GenericFlag{Name: "max-packet-size", Value: newSize(d.MaxPacketSize), Usage: "largest packet accepted (e.g. 16MiB); a larger one closes the connection before its payload is read"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT"},
 			&cli.IntFlag{Name: "max-client-id-length", Value: d.MaxClientIDLen, Usage: "longest client id accepted (bytes); longer ids get CONNACK 0x02"},
@@ -77,6 +80,11 @@ func runServe(cctx *cli.Context) error {
 	if cctx.Int("max-connections") < 1 {
 		return cli.Exit(fmt.Sprintf("--max-connections must be at least 1, got %d", cctx.Int("max-connections")), 2)
 	}
+	for _, name := range []string{"max-accept-rate", "max-accept-burst", "max-tls-handshakes"} {
+		if cctx.Int(name) < 0 {
+			return cli.Exit(fmt.Sprintf("--%s must be 0 or more, got %d", name, cctx.Int(name)), 2)
+		}
+	}
 	if cctx.Int("shards") < 0 {
 		return cli.Exit(fmt.Sprintf("--shards must be 0 (one per CPU) or more, got %d", cctx.Int("shards")), 2)
 	}
@@ -105,6 +113,9 @@ func runServe(cctx *cli.Context) error {
 		Shards:               cctx.Int("shards"),
 		MaxConnections:       cctx.Int("max-connections"),
 		MaxPendingHandshakes: cctx.Int("max-pending-handshakes"),
+		MaxAcceptRate:        cctx.Int("max-accept-rate"),
+		MaxAcceptBurst:       cctx.Int("max-accept-burst"),
+		MaxTLSHandshakes:     cctx.Int("max-tls-handshakes"),
 		MaxPacketSize:        sizeFlag(cctx, "max-packet-size"),
 		ConnectTimeout:       cctx.Duration("connect-timeout"),
 		MaxClientIDLen:       cctx.Int("max-client-id-length"),
