@@ -44,7 +44,7 @@ type Collector struct {
 	queued, inflight, retained, subscriptions, sessions, aclDenied  *prometheus.Desc
 	limits                                                          *prometheus.Desc
 	mailbox, shardSessions, loop, fsync, logBytes, logFailed, build *prometheus.Desc
-	uptime, logErrors, logRecoveries                                *prometheus.Desc
+	uptime, logErrors, logRecoveries, held                          *prometheus.Desc
 	tlsHandshakes                                                   *prometheus.Desc
 }
 
@@ -72,6 +72,7 @@ func NewCollector(src Source, version string) *Collector {
 		aclDenied:        d("acl_denied_total", "Requests the ACL refused, by action: publish, subscribe (a filter answered 0x80), deliver, will.", "action"),
 		queued:           d("messages_queued", "QoS 1/2 messages waiting in session queues."),
 		inflight:         d("messages_inflight", "QoS 1/2 messages sent to clients and not yet acknowledged."),
+		held:             d("messages_held", "Inbound QoS 2 messages from persistent sessions stored in their publisher's shard log and not yet stored everywhere they go (a restart routes them again)."),
 		retained:         d("retained_messages", "Retained messages stored."),
 		subscriptions:    d("subscriptions", "Topic filters subscribed, over all sessions."),
 		sessions:         d("sessions", "Sessions held, connected or not."),
@@ -92,7 +93,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.build, c.uptime, c.connections, c.connectionsTotal, c.refused, c.received, c.sent, c.tlsHandshakes,
 		c.receivedBytes, c.sentBytes, c.dropped, c.limits, c.aclDenied, c.queued, c.inflight, c.retained,
 		c.subscriptions, c.sessions, c.mailbox, c.shardSessions, c.loop, c.fsync, c.logBytes, c.logFailed,
-		c.logErrors, c.logRecoveries,
+		c.logErrors, c.logRecoveries, c.held,
 	} {
 		ch <- d
 	}
@@ -154,6 +155,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.aclDenied, float64(sec.DeniedWills), "will")
 	gauge(c.queued, float64(st.Queued))
 	gauge(c.inflight, float64(st.Inflight))
+	gauge(c.held, float64(st.Held))
 	gauge(c.retained, float64(st.Retained))
 	gauge(c.subscriptions, float64(st.Subscriptions))
 	var sessions int64

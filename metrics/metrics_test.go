@@ -168,6 +168,7 @@ func TestScrapeAfterKnownTraffic(t *testing.T) {
 	require.Equal(t, 1.0, value(t, fams, "iotd_subscriptions"))
 	require.Equal(t, 1.0, value(t, fams, "iotd_retained_messages"))
 	require.Equal(t, 0.0, value(t, fams, "iotd_messages_queued"))
+	require.Equal(t, 0.0, value(t, fams, "iotd_messages_held"))
 	require.Len(t, fams["iotd_shard_mailbox_depth"].GetMetric(), 3, "one series per shard")
 	require.Len(t, fams["iotd_shard_loop_seconds"].GetMetric(), 3)
 	require.Len(t, fams["iotd_wal_fsync_seconds"].GetMetric(), 3)

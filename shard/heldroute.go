@@ -29,6 +29,7 @@ func (s *Shard) hold(sess *session, id uint16, msg *Message) {
 	seq := s.p.holdMessage(sess.id, id, msg)
 	msg.origin = origin{shard: s.index, seq: seq}
 	s.unrouted[seq] = msg
+	s.stats.held.Add(1)
 	s.holdNew = append(s.holdNew, msg)
 }
 
@@ -64,6 +65,7 @@ func (s *Shard) finishRoute(seq uint64) {
 		return
 	}
 	delete(s.unrouted, seq)
+	s.stats.held.Add(-1)
 	s.p.routed(seq)
 }
 
@@ -95,6 +97,7 @@ func (s *Shard) restoreHeld(st *durableState) {
 	for seq, msg := range st.unrouted {
 		msg.origin = origin{shard: s.index, seq: seq}
 		s.unrouted[seq] = msg
+		s.stats.held.Add(1)
 		seqs = append(seqs, seq)
 	}
 	if len(seqs) == 0 {

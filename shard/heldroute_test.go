@@ -121,6 +121,7 @@ func TestHeldQoS2AfterCrash(t *testing.T) {
 			finishPublisherFlow(t, b, pub)
 			s.expectSilence(300 * time.Millisecond) // and never twice
 			s.disconnect()
+			require.Eventually(t, func() bool { return b.Stats().Held == 0 }, 10*time.Second, 5*time.Millisecond)
 			checkRetained(t, b, tc.retained)
 			b.stop()
 
@@ -174,6 +175,7 @@ func TestHeldQoS2LiveFlow(t *testing.T) {
 	}
 	p.disconnect()
 	s.disconnect()
+	require.Eventually(t, func() bool { return b.Stats().Held == 0 }, 10*time.Second, 5*time.Millisecond, "held messages still being routed")
 	b.stop()
 	require.Zero(t, unroutedOnDisk(t, dir), "every held message is logged as routed")
 	b = startDurable(t, cfg)

@@ -768,6 +768,9 @@ func TestReshardKeepsEverything(t *testing.T) {
 		}
 		c.kill()
 	}
+	// A PUBREC means the message is in its publisher's log; wait until it
+	// is in the subscribers' logs too, so that the state below is complete.
+	require.Eventually(t, func() bool { return b.Stats().Held == 0 }, 10*time.Second, 5*time.Millisecond)
 	b.stop()
 
 	before := loadDir(t, dir)

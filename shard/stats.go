@@ -15,6 +15,7 @@ type shardStats struct {
 	droppedSys    atomic.Int64 // client publishes to $SYS/ dropped
 	queued        atomic.Int64 // QoS 1/2 messages waiting in session queues
 	inflight      atomic.Int64 // QoS 1/2 messages sent and not yet completed
+	held          atomic.Int64 // inbound QoS 2 messages held in this log, not yet in every log (heldroute.go)
 	sessions      atomic.Int64
 	loop          durationHistogram // one loop iteration, events to write
 	fsync         durationHistogram // one log commit
@@ -92,6 +93,7 @@ type Stats struct {
 	DroppedSys       int64 // client publishes to $SYS/ dropped
 	Queued           int64
 	Inflight         int64
+	Held             int64 // inbound QoS 2 messages logged by their publisher's shard and still being routed
 	Shards           []ShardStats
 	Uptime           time.Duration
 
@@ -134,6 +136,7 @@ func (b *Broker) Stats() Stats {
 		st.DroppedSys += ss.droppedSys.Load()
 		st.Queued += ss.queued.Load()
 		st.Inflight += ss.inflight.Load()
+		st.Held += ss.held.Load()
 		st.Shards = append(st.Shards, ShardStats{
 			MailboxDepth: s.mb.depth(),
 			Sessions:     ss.sessions.Load(),
