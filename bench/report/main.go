@@ -703,16 +703,17 @@ func render(m *Meta, cells map[key]*Cell, order []string, runs []*Record) string
 }
 
 // portNote explains slow connects/s when a connect cell opened more
-// connections from one address to one port than the even half of the
-// ephemeral port range: Linux's connect() searches that half first
-// (__inet_hash_connect), so past it every connect scans it in vain and the
-// load generator, not the broker, sets the rate.
+// connections to one port than the even halves of the ephemeral port range
+// of its source addresses (loadtest spreads them over
+// loadtest.DefaultLoopbackSources addresses): Linux's connect() searches
+// that half first (__inet_hash_connect), so past it every connect scans it
+// in vain and the load generator, not the broker, sets the rate.
 func portNote(portRange string, cells map[key]*Cell) string {
 	var lo, hi int
 	if n, _ := fmt.Sscanf(portRange, "%d %d", &lo, &hi); n != 2 || hi < lo {
 		return ""
 	}
-	half := (hi - lo + 1) / 2
+	half := (hi - lo + 1) / 2 * loadtest.DefaultLoopbackSources
 	most := 0
 	for k, c := range cells {
 		if strings.HasPrefix(k.cell, "connect-") {
@@ -722,10 +723,10 @@ func portNote(portRange string, cells map[key]*Cell) string {
 	if most <= half {
 		return ""
 	}
-	return fmt.Sprintf("Past about %s connections, connects/s measures the load generator's kernel more than the broker: all connections come from 127.0.0.1 to one port, "+
-		"and Linux's connect() looks for a free ephemeral port in the even half of %d–%d (%s ports) first, so once that half is taken every further connect scans it in vain "+
-		"(a few hundred connects/s, for every broker). Compare brokers within such a row, and read the 10,000 row for connection rate.",
-		thousands(float64(half)), lo, hi, thousands(float64(half)))
+	return fmt.Sprintf("Past about %s connections, connects/s measures the load generator's kernel more than the broker: connections come from %d loopback addresses to one port, "+
+		"and Linux's connect() looks for a free ephemeral port in the even half of %d–%d first, so once those halves are taken every further connect scans them in vain "+
+		"(a few hundred connects/s, for every broker). Compare brokers within such a row.",
+		thousands(float64(half)), loadtest.DefaultLoopbackSources, lo, hi)
 }
 
 func plural(n int64, what string) string {
