@@ -31,10 +31,14 @@ import (
 	"iotd/wire"
 )
 
+// MaxShards bounds Config.Shards; shard numbers read back from the logs are
+// checked against it.
+const MaxShards = 4096
+
 // Config holds the broker's limits and behaviour. Zero values take the
 // defaults from DefaultConfig.
 type Config struct {
-	Shards         int // shard goroutines; default runtime.NumCPU()
+	Shards         int // shard goroutines, at most MaxShards; default runtime.NumCPU()
 	MaxConnections int // open connections; more are closed at accept (limits.go)
 	// MaxPendingHandshakes bounds connections without a completed CONNECT;
 	// past it the oldest is closed (limits.go).
@@ -214,6 +218,9 @@ type stats struct {
 // New creates a broker, recovers its durable state and starts its shards.
 func New(cfg Config) (*Broker, error) {
 	cfg.fill()
+	if cfg.Shards > MaxShards {
+		return nil, fmt.Errorf("%d shards: at most %d", cfg.Shards, MaxShards)
+	}
 	var nonce [6]byte
 	rand.Read(nonce[:])
 	b := &Broker{

@@ -195,6 +195,19 @@ func (m originMarks) has(o origin) bool {
 	return o.seq != 0 && o.shard < len(m) && o.seq <= m[o.shard]
 }
 
+// decodeOrigin reads a shard number and sequence number written by
+// originMark or the retained log.
+func decodeOrigin(d *wal.Decoder) (origin, error) {
+	shard, seq := d.Uvarint(), d.Uvarint()
+	if err := d.Err(); err != nil {
+		return origin{}, err
+	}
+	if shard >= MaxShards {
+		return origin{}, fmt.Errorf("origin shard %d out of range", shard)
+	}
+	return origin{shard: int(shard), seq: seq}, nil
+}
+
 // seqOf is the mark for one publishing shard (0 if none).
 func (m originMarks) seqOf(shard int) uint64 {
 	if shard < len(m) {
@@ -217,13 +230,16 @@ func (m originMarks) encode(e *wal.Encoder) {
 	}
 }
 
-func decodeOriginMarks(d *wal.Decoder) originMarks {
+func decodeOriginMarks(d *wal.Decoder) (originMarks, error) {
 	n := d.Uvarint()
+	if n > MaxShards {
+		return nil, fmt.Errorf("%d origin marks: at most %d", n, MaxShards)
+	}
 	m := make(originMarks, 0, min(n, uint64(d.Len()))) // each mark takes a byte at least
 	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		m = append(m, d.Uvarint())
 	}
-	return m
+	return m, d.Err()
 }
 
 // encodeSnapshot lays out every persistent session, the unrouted held
@@ -362,7 +378,10 @@ func decodeSnapshot(data []byte, st *durableState) error {
 			}
 			st.unrouted[seq] = m
 		}
-		st.marks = decodeOriginMarks(&d)
+		var err error
+		if st.marks, err = decodeOriginMarks(&d); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
 	}
 	if err := d.Err(); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
@@ -384,11 +403,11 @@ func applyRecord(st *durableState, msgs map[uint64]*Message, typ byte, payload [
 		delete(st.unrouted, d.Uvarint())
 		return d.Err()
 	case recOrigin:
-		o := origin{shard: int(d.Uvarint()), seq: d.Uvarint()}
-		if d.Err() == nil {
+		o, err := decodeOrigin(&d)
+		if err == nil {
 			st.marks.note(o)
 		}
-		return d.Err()
+		return err
 	}
 	client := d.String()
 	s := st.sessions[client]

@@ -83,7 +83,9 @@ func (r *retainLog) load() (map[string]*Message, error) {
 			r.current[string(m.Topic)] = m
 		}
 		if version >= 2 {
-			r.marks = decodeOriginMarks(&d)
+			if r.marks, err = decodeOriginMarks(&d); err != nil {
+				return nil, fmt.Errorf("%s: %w", r.snapshotPath, err)
+			}
 		}
 		if err := d.Err(); err != nil {
 			return nil, fmt.Errorf("%s: %w", r.snapshotPath, err)
@@ -105,10 +107,11 @@ func (r *retainLog) load() (map[string]*Message, error) {
 		case recRetainDel:
 			delete(r.current, string(d.Bytes()))
 		case recRetainOrigin:
-			o := origin{shard: int(d.Uvarint()), seq: d.Uvarint()}
-			if d.Err() == nil {
-				r.marks.note(o)
+			o, err := decodeOrigin(&d)
+			if err != nil {
+				return fmt.Errorf("%s record %d: %w", r.dir, i, err)
 			}
+			r.marks.note(o)
 		default:
 			return fmt.Errorf("%s record %d: unknown record type %d", r.dir, i, typ)
 		}
