@@ -117,7 +117,10 @@ func (c *control) roundTrip(ctx context.Context) (time.Duration, error) {
 	c.nc.SetDeadline(start.Add(c.timeout))
 	// The end of ctx interrupts the round trip; ctx.Err() is set by then, so
 	// the caller can tell a cut-short round trip from a slow one.
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Now()) })
+	// It captures the socket: a close after this round trip clears c.nc
+	// while the callback may still be running.
+	nc := c.nc
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := c.nc.Write(pub.Append(nil)); err != nil {
 		return time.Since(start), fmt.Errorf("publish #%d: %w", c.seq, err)
