@@ -35,6 +35,8 @@ type Shard struct {
 	shares    []*ticket // ticket shares to release once this iteration is durable
 	commitErr error     // the log's failure, reported once
 
+	dropLogIter [2]uint64 // iteration of the last drop logged, by kind (dropLogDue)
+
 	// Scratch space reused across loop iterations.
 	matches []topictree.Match
 	outbox  [][]event // per target shard, flushed once per loop iteration
