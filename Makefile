@@ -74,3 +74,10 @@ bench-compare: ## iotd vs mochi-mqtt vs Mosquitto on loopback, tables into BENCH
 .PHONY: bench-durability
 bench-durability: ## QoS 1 to persistent sessions per --fsync mode, PUBACK latency, bytes per message, recovery of 1M queued messages; tables into BENCHMARKS.md (QUICK=1, DURATION, SESSIONS, BACKLOG)
 	bash bench/durability.sh
+
+.PHONY: soak-stall
+STALLED        ?= 1000
+STALL_DURATION ?= 60s
+soak-stall: ## overload on the real binary: STALLED subscribers (1000) read, then stop reading, STALL_DURATION (60s) per phase at QoS 0 and 1; prints rates and peak RSS
+	IOTD_SOAK_STALL=1 IOTD_SOAK_STALL_SUBSCRIBERS=$(STALLED) IOTD_SOAK_STALL_DURATION=$(STALL_DURATION) \
+	  $(GO) test -count=1 -timeout 60m -run '^TestStalledSubscribersKeepMemoryBoundedAndPublishersFast$$' -v ./cmd/iotd
