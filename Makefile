@@ -90,3 +90,10 @@ soak-kill: ## kill -9 soak of the real binary under mixed load, KILL_CYCLES (20)
 	IOTD_SOAK_CYCLES=$(KILL_CYCLES) IOTD_SOAK_SEED=$(KILL_SEED) $(GO) test -count=1 -v -timeout 60m -run '^TestSoakKill9$$' ./cmd/iotd
 
 soak: soak-kill soak-stall
+
+.PHONY: soak-stall
+STALLED        ?= 1000
+STALL_DURATION ?= 60s
+soak-stall: ## overload on the real binary: STALLED subscribers (1000) read, then stop reading, STALL_DURATION (60s) per phase at QoS 0 and 1; prints rates and peak RSS
+	IOTD_SOAK_STALL=1 IOTD_SOAK_STALL_SUBSCRIBERS=$(STALLED) IOTD_SOAK_STALL_DURATION=$(STALL_DURATION) \
+	  $(GO) test -count=1 -timeout 60m -run '^TestStalledSubscribersKeepMemoryBoundedAndPublishersFast$$' -v ./cmd/iotd

@@ -226,7 +226,9 @@ func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded
 		}
 		if s.room(c) <= 0 {
 			s.b.stats.droppedQoS0.Add(1)
-			s.b.logLimit(LimitMaxOutboundBytes, "dropped QoS 0 messages for a client whose outbound queue is full", "client", sess.id, "max", s.b.cfg.MaxOutboundBytes)
+			if s.dropLogDue(dropOutboundFull) {
+				s.b.logLimit(LimitMaxOutboundBytes, "dropped QoS 0 messages for a client whose outbound queue is full", "client", sess.id, "max", s.b.cfg.MaxOutboundBytes)
+			}
 			return
 		}
 		s.pub = wire.Publish{QoS: 0, Retain: retain, Topic: msg.Topic, Payload: msg.Payload}
@@ -243,7 +245,9 @@ func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded
 	}
 	if sess.queue.len() >= s.b.cfg.MaxQueuedMessages && !unbounded {
 		s.b.stats.droppedQueueFull.Add(1)
-		s.b.logLimit(LimitMaxQueuedMessages, "dropped QoS 1/2 messages for a session whose queue is full", "client", sess.id, "max", s.b.cfg.MaxQueuedMessages)
+		if s.dropLogDue(dropQueueFull) {
+			s.b.logLimit(LimitMaxQueuedMessages, "dropped QoS 1/2 messages for a session whose queue is full", "client", sess.id, "max", s.b.cfg.MaxQueuedMessages)
+		}
 		return
 	}
 	if s.durable(sess) {
@@ -251,6 +255,24 @@ func (s *Shard) deliver(sess *session, msg *Message, qos byte, retain, unbounded
 	}
 	sess.queue.push(p)
 	s.stats.queued.Add(1)
+}
+
+// Kinds of delivery drop, for dropLogDue.
+const (
+	dropOutboundFull = iota
+	dropQueueFull
+)
+
+// dropLogDue reports whether a delivery drop of this kind goes to logLimit:
+// at most once per loop iteration. A stalled subscriber drops on every
+// delivery, and logLimit's clock read and boxed arguments cost several
+// times the drop itself.
+func (s *Shard) dropLogDue(kind int) bool {
+	if s.dropLogIter[kind] == s.iter {
+		return false
+	}
+	s.dropLogIter[kind] = s.iter
+	return true
 }
 
 // hasRoom reports whether c takes another QoS 1/2 message now; when it does

@@ -43,6 +43,8 @@ type Shard struct {
 	routeNext []*Message
 	marks     originMarks
 
+	dropLogIter [2]uint64 // iteration of the last drop logged, by kind (dropLogDue)
+
 	// Scratch space reused across loop iterations.
 	matches []topictree.Match
 	outbox  [][]event // per target shard, flushed once per loop iteration

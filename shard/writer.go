@@ -1,44 +1,44 @@
 package shard
 
 import (
+	"math/bits"
 	"net"
 	"sync"
 	"time"
 
-	"github.com/valyala/bytebufferpool"
-
 	"iotd/wire"
 )
 
-// writeBufPool holds outbound batches; it is separate from the read pool
-// because the two kinds of buffer have different size profiles.
-var writeBufPool bytebufferpool.Pool
-
 // outbound is a connection's write side. Shards and the reader append encoded
 // packets under mu; one writer goroutine, started only while there is output,
-// takes the whole batch and writes it with a single call. An idle connection
-// therefore holds no buffer and no writer goroutine.
+// takes everything queued and writes it with a single writev. An idle
+// connection therefore holds no buffer and no writer goroutine.
+//
+// The queue is a list of chunks, so it grows without copying itself: a
+// single growing buffer allocated four to five times a stalled connection's
+// queue on its way to the limit. The batch the writer holds while it writes
+// counts against MaxOutboundBytes too, so a connection holds about
+// MaxOutboundBytes however its reader stopped.
 type outbound struct {
 	mu        sync.Mutex
 	conn      net.Conn
 	b         *Broker
-	pending   *bytebufferpool.ByteBuffer // nil while empty
-	running   bool                       // a writer goroutine owns the socket
-	closeWhen bool                       // close the socket once pending is written
+	chunks    []*chunk // queued bytes in order; nil while empty and idle
+	queuedN   int      // bytes in chunks
+	writing   int      // bytes the writer took and has not finished writing
+	running   bool     // a writer goroutine owns the socket
+	closeWhen bool     // close the socket once the queue is written
 	closed    bool
-	wantSpace bool   // a shard holds QoS 1/2 messages back until the queue drains
-	notify    func() // called (without mu) when wantSpace is satisfied
+	wantSpace bool        // a shard holds QoS 1/2 messages back until the queue drains
+	notify    func()      // called (without mu) when wantSpace is satisfied
+	iov       net.Buffers // the writer's scratch for writev; owned by the writer
 }
 
-// queued reports the bytes waiting to be written. Called with mu held.
-func (o *outbound) queued() int {
-	if o.pending == nil {
-		return 0
-	}
-	return len(o.pending.B)
-}
+// queued reports the bytes waiting to be written or being written. Called
+// with mu held.
+func (o *outbound) queued() int { return o.queuedN + o.writing }
 
-// queuedBytes reports the bytes waiting to be written.
+// queuedBytes reports the bytes waiting to be written or being written.
 func (o *outbound) queuedBytes() int {
 	o.mu.Lock()
 	n := o.queued()
@@ -50,11 +50,38 @@ func (o *outbound) queuedBytes() int {
 func (o *outbound) write(b []byte) {
 	o.mu.Lock()
 	if !o.closed {
-		o.buffer()
-		o.pending.B = append(o.pending.B, b...)
+		o.appendBytes(b)
 		o.kick()
 	}
 	o.mu.Unlock()
+}
+
+// appendBytes copies b to the end of the queue, filling the last chunk and
+// adding chunks as needed. Called with mu held.
+func (o *outbound) appendBytes(b []byte) {
+	o.queuedN += len(b)
+	for len(b) > 0 {
+		n := len(o.chunks)
+		if n == 0 || len(o.chunks[n-1].b) == cap(o.chunks[n-1].b) {
+			prev := 0
+			if n > 0 {
+				prev = cap(o.chunks[n-1].b)
+			}
+			o.chunks = append(o.chunks, getChunk(max(len(b), 2*prev)))
+			n++
+		}
+		last := o.chunks[n-1]
+		k := min(len(b), cap(last.b)-len(last.b))
+		last.b = append(last.b, b[:k]...)
+		b = b[k:]
+	}
+}
+
+// dropChunks returns the queued chunks to their pools. Called with mu held.
+func (o *outbound) dropChunks() {
+	putChunks(o.chunks)
+	o.chunks = nil
+	o.queuedN = 0
 }
 
 // requestSpace asks for notify once the queue is under its byte limit; if it
@@ -80,10 +107,11 @@ func (o *outbound) requestSpace() {
 // send queues a packet from the connection's reader (PINGRESP, a refusing
 // CONNACK); shards stage theirs and write them in batches.
 func (o *outbound) send(p wire.Packet) {
+	var scratch [16]byte
+	b := p.Append(scratch[:0])
 	o.mu.Lock()
 	if !o.closed {
-		o.buffer()
-		o.pending.B = p.Append(o.pending.B)
+		o.appendBytes(b)
 		o.kick()
 	}
 	o.mu.Unlock()
@@ -101,7 +129,7 @@ func (o *outbound) closeAfterFlush() {
 		o.mu.Unlock()
 		return
 	}
-	if o.queued() > 0 {
+	if o.queuedN > 0 {
 		o.kick()
 		if o.running {
 			o.mu.Unlock()
@@ -118,18 +146,11 @@ func (o *outbound) closeAfterFlush() {
 func (o *outbound) close() {
 	o.mu.Lock()
 	o.closed = true
-	if o.pending != nil && !o.running {
-		writeBufPool.Put(o.pending)
-		o.pending = nil
+	if !o.running {
+		o.dropChunks() // else the writer drops them when its write fails
 	}
 	o.mu.Unlock()
 	o.conn.Close()
-}
-
-func (o *outbound) buffer() {
-	if o.pending == nil {
-		o.pending = writeBufPool.Get()
-	}
 }
 
 // kick starts the writer goroutine if none runs. Called with mu held.
@@ -146,30 +167,21 @@ func (o *outbound) kick() {
 // run is the writer goroutine: it owns the socket's write side until the
 // queue is empty, then exits.
 func (o *outbound) run() {
-	var batch *bytebufferpool.ByteBuffer
+	var batch []*chunk
 	for {
 		o.mu.Lock()
-		if batch != nil {
-			batch.Reset()
-			if o.pending == nil {
-				o.pending, batch = batch, nil // keep one warm buffer while busy
-			}
-		}
-		if o.closed || o.queued() == 0 {
+		o.writing = 0
+		putChunks(batch)
+		if o.closed || o.queuedN == 0 {
 			o.running = false
 			closeNow := o.closeWhen && !o.closed
 			if closeNow {
 				o.closed = true
 			}
-			if o.pending != nil {
-				writeBufPool.Put(o.pending)
-				o.pending = nil
-			}
+			o.dropChunks()
+			o.iov = nil // an idle connection keeps nothing
 			notify := o.takeNotify()
 			o.mu.Unlock()
-			if batch != nil {
-				writeBufPool.Put(batch)
-			}
 			if closeNow {
 				o.conn.Close()
 			}
@@ -178,10 +190,9 @@ func (o *outbound) run() {
 			}
 			return
 		}
-		if batch != nil {
-			writeBufPool.Put(batch)
-		}
-		batch, o.pending = o.pending, nil
+		// Swap the lists: the written one comes back as the next queue.
+		batch, o.chunks = o.chunks, batch[:0]
+		o.writing, o.queuedN = o.queuedN, 0
 		notify := o.takeNotify()
 		o.mu.Unlock()
 		if notify != nil {
@@ -190,13 +201,23 @@ func (o *outbound) run() {
 		if t := o.b.cfg.WriteTimeout; t > 0 {
 			o.conn.SetWriteDeadline(time.Now().Add(t))
 		}
-		if _, err := o.conn.Write(batch.B); err != nil {
+		o.iov = o.iov[:0]
+		for _, c := range batch {
+			o.iov = append(o.iov, c.b)
+		}
+		iov := o.iov // WriteTo consumes its receiver
+		_, err := iov.WriteTo(o.conn)
+		clear(o.iov)
+		if err != nil {
 			// The reader sees the closed socket and reports it to the shard.
 			o.mu.Lock()
 			o.closed = true
 			o.running = false
+			o.writing = 0
+			o.dropChunks()
+			o.iov = nil
 			o.mu.Unlock()
-			writeBufPool.Put(batch)
+			putChunks(batch)
 			o.conn.Close()
 			return
 		}
@@ -211,4 +232,42 @@ func (o *outbound) takeNotify() func() {
 		return o.notify
 	}
 	return nil
+}
+
+// A chunk is one piece of an outbound queue. Chunks come in powers of two
+// from 512 B to 64 KiB: a queue starts with one just big enough for its
+// first write and doubles the size of each chunk it adds up to 64 KiB, so a
+// few small packets take little memory and a long backlog is mostly 64 KiB
+// pieces with at most one partly empty.
+type chunk struct{ b []byte }
+
+const (
+	minChunkBits = 9  // 512 B
+	maxChunkBits = 16 // 64 KiB
+)
+
+// chunkPools holds free chunks, one pool per size.
+var chunkPools [maxChunkBits - minChunkBits + 1]sync.Pool
+
+// getChunk returns an empty chunk of the smallest size that holds n bytes,
+// or of the largest size.
+func getChunk(n int) *chunk {
+	class := 0
+	for class < len(chunkPools)-1 && 1<<(minChunkBits+class) < n {
+		class++
+	}
+	if c, ok := chunkPools[class].Get().(*chunk); ok {
+		return c
+	}
+	return &chunk{b: make([]byte, 0, 1<<(minChunkBits+class))}
+}
+
+// putChunks returns chunks to their pools and clears the list.
+func putChunks(list []*chunk) {
+	for i, c := range list {
+		class := bits.Len(uint(cap(c.b))) - 1 - minChunkBits
+		c.b = c.b[:0]
+		chunkPools[class].Put(c)
+		list[i] = nil
+	}
 }
