@@ -89,7 +89,7 @@ KILL_CYCLES ?= 20
 soak-kill: ## kill -9 soak of the real binary under mixed load, KILL_CYCLES (20) restarts, every acknowledged message checked (KILL_SEED replays a run)
 	IOTD_SOAK_CYCLES=$(KILL_CYCLES) IOTD_SOAK_SEED=$(KILL_SEED) $(GO) test -count=1 -v -timeout 60m -run '^TestSoakKill9$$' ./cmd/iotd
 
-soak: soak-kill soak-stall
+soak: soak-kill soak-stall ## the long fault soaks: soak-kill, then soak-stall
 
 .PHONY: soak-stall
 STALLED        ?= 1000
