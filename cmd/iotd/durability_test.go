@@ -375,22 +375,28 @@ func startPublishers(addr string, pubs []*pubStream, window int) *pubRun {
 	return r
 }
 
+// waitAcks waits until n acknowledgements have arrived or the publishers
+// finished, failing the test after limit.
+func (r *pubRun) waitAcks(t *testing.T, n int64, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	for r.acks.Load() < n {
+		select {
+		case <-r.done:
+			return
+		case <-deadline:
+			t.Fatalf("only %d of the %d acknowledgements to wait for arrived within %v", r.acks.Load(), n, limit)
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+}
+
 // killAt SIGKILLs the broker once n acknowledgements have arrived (or the
 // publishers finished), waits for every publisher to notice, and returns
 // the acknowledgement count at the kill.
 func (r *pubRun) killAt(t *testing.T, broker *iotdProc, n int64) int64 {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
-wait:
-	for r.acks.Load() < n {
-		select {
-		case <-r.done:
-			break wait
-		case <-deadline:
-			t.Fatalf("only %d of the %d acknowledgements to wait for arrived within 60s", r.acks.Load(), n)
-		case <-time.After(200 * time.Microsecond):
-		}
-	}
+	r.waitAcks(t, n, 60*time.Second)
 	at := r.acks.Load()
 	broker.kill9(t)
 	select {

@@ -332,17 +332,7 @@ func publishQoS0(addr, name string, count int) int {
 // the acknowledgement count and the moment just before the signal.
 func killWhen(t *testing.T, r *pubRun, b *iotdProc, n int64) (int64, time.Time) {
 	t.Helper()
-	deadline := time.After(2 * time.Minute)
-wait:
-	for r.acks.Load() < n {
-		select {
-		case <-r.done:
-			break wait
-		case <-deadline:
-			t.Fatalf("only %d of the %d acknowledgements to wait for arrived within 2m", r.acks.Load(), n)
-		case <-time.After(200 * time.Microsecond):
-		}
-	}
+	r.waitAcks(t, n, 2*time.Minute)
 	at, when := r.acks.Load(), time.Now()
 	b.kill9(t)
 	select {
