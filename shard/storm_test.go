@@ -217,7 +217,7 @@ func TestConnectionStormAcceptRate(t *testing.T) {
 	sub := b.subscriber(t, "legit-sub", "legit/+", 1)
 	pub, _ := b.connect(t, "legit-pub", true)
 
-	s := startStorm(b.addr, nil, 15000, time.Minute)
+	s := startStorm(b.addr, nil, 200000, time.Minute)
 	require.Eventually(t, func() bool { return b.Stats().Refused[RefusedAcceptRate] >= 200 }, 30*time.Second, time.Millisecond,
 		"the storm is refused")
 	legitTraffic(t, pub, sub, "legit/before", 10, 1)
