@@ -2,6 +2,7 @@
 package listener
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -62,11 +63,20 @@ func Listen(spec Spec) (net.Listener, error) {
 	case "ws":
 		return ListenWS(spec, nil)
 	}
-	ln, err := net.Listen("tcp", spec.Addr)
+	ln, err := listenTCP(spec.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", spec.URL, err)
 	}
 	return ln, nil
+}
+
+// listenTCP binds addr with TCP keep-alive off on accepted connections: MQTT
+// has its own keep-alive, and Go's default (SO_KEEPALIVE and three timer
+// options) costs four setsockopt calls per accept. The broker turns TCP
+// keep-alive on for the clients that send keep-alive 0.
+func listenTCP(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // IsLoopback reports whether the listener accepts only local connections.

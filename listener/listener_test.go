@@ -1,6 +1,8 @@
 package listener
 
 import (
+	"net"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -43,4 +45,34 @@ func TestListenReportsTheURL(t *testing.T) {
 	defer ln.Close()
 	_, err = Listen(Spec{Scheme: "tcp", Addr: ln.Addr().String(), URL: "tcp://" + ln.Addr().String()})
 	require.ErrorContains(t, err, "listen on tcp://"+ln.Addr().String())
+}
+
+// Accepted connections start with TCP keep-alive off: MQTT keep-alive does
+// that job, and the four setsockopt calls are a measurable part of an accept.
+func TestAcceptedConnectionsHaveNoTCPKeepAlive(t *testing.T) {
+	spec, err := Parse("tcp://127.0.0.1:0")
+	require.NoError(t, err)
+	ln, err := Listen(spec) // tls:// and ws:// bind through the same listenTCP
+	require.NoError(t, err)
+	defer ln.Close()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer dialed.Close()
+	accepted, err := ln.Accept()
+	require.NoError(t, err)
+	defer accepted.Close()
+	require.Equal(t, 0, soKeepAlive(t, accepted.(*net.TCPConn)))
+}
+
+func soKeepAlive(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	var v int
+	var serr error
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	}))
+	require.NoError(t, serr)
+	return v
 }

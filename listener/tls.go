@@ -23,7 +23,7 @@ func ListenTLS(spec Spec, cfg *tls.Config) (net.Listener, error) {
 	if cfg == nil {
 		return nil, errors.New("listen on " + spec.URL + ": no TLS configuration")
 	}
-	ln, err := net.Listen("tcp", spec.Addr)
+	ln, err := listenTCP(spec.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", spec.URL, err)
 	}

@@ -60,7 +60,7 @@ func ListenWS(spec Spec, tlsCfg *tls.Config) (net.Listener, error) {
 	default:
 		return nil, fmt.Errorf("listen on %s: not a ws:// or wss:// listener", spec.URL)
 	}
-	tcp, err := net.Listen("tcp", spec.Addr)
+	tcp, err := listenTCP(spec.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", spec.URL, err)
 	}
@@ -220,6 +220,7 @@ func (c *wsConn) Write(p []byte) (int, error) {
 // Close closes the network connection at once, without a close frame: it
 // is called while the writer may be blocked on a slow client.
 func (c *wsConn) Close() error                       { return c.ws.Close() }
+func (c *wsConn) NetConn() net.Conn                  { return c.ws.NetConn() }
 func (c *wsConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
 func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
 func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }

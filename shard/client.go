@@ -88,6 +88,7 @@ func (c *client) serve() {
 	}
 	if c.keepAlive == 0 {
 		c.conn.SetReadDeadline(time.Time{}) // no keep-alive: only the connect timeout applied
+		enableTCPKeepAlive(c.conn)
 	}
 	if c.raw == nil {
 		// The handshake grew this goroutine's stack (CONNECT decoding,
@@ -319,4 +320,26 @@ func readErrorReason(err error) string {
 		return "keep-alive timeout"
 	}
 	return err.Error()
+}
+
+// tcpKeepAlive is what a client that sends keep-alive 0 gets instead: the
+// listeners leave TCP keep-alive off, and without it a peer that vanished
+// (power loss, a NAT dropping state) would hold its session forever. These
+// are Go's own defaults for dialed and accepted connections.
+var tcpKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 9}
+
+// enableTCPKeepAlive turns TCP keep-alive on for conn's socket, looking
+// through TLS and WebSocket wrappers.
+func enableTCPKeepAlive(conn net.Conn) {
+	for {
+		switch c := conn.(type) {
+		case *net.TCPConn:
+			c.SetKeepAliveConfig(tcpKeepAlive)
+			return
+		case interface{ NetConn() net.Conn }:
+			conn = c.NetConn()
+		default:
+			return
+		}
+	}
 }
