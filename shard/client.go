@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -230,7 +231,7 @@ func (c *client) handshake(r *wire.Reader, deadline time.Time) bool {
 // refuse answers CONNECT with a non-zero return code and closes
 // [MQTT-3.2.2-4] [MQTT-3.2.2-5].
 func (c *client) refuse(code byte) {
-	c.out.send(&wire.Connack{ReturnCode: code})
+	c.out.send(&wire.Connack{ReturnCode: code}, c.rawConn())
 	c.out.closeAfterFlush()
 }
 
@@ -269,7 +270,7 @@ func (c *client) readLoop(r *wire.Reader) (reason string, idle bool) {
 			if _, err := wire.Decode(fh, body); err != nil {
 				return "malformed PINGREQ: " + err.Error(), false
 			}
-			c.out.send(&wire.Pingresp{}) // [MQTT-3.12.4-1]
+			c.out.send(&wire.Pingresp{}, c.rawConn()) // [MQTT-3.12.4-1]
 			continue
 		case wire.CONNECT:
 			return "second CONNECT", false // [MQTT-3.1.0-2]
@@ -342,4 +343,13 @@ func enableTCPKeepAlive(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// rawConn returns the TCP socket's raw connection for writes that skip the
+// writer goroutine, or nil (TLS, WebSocket, or before serve set it up).
+func (c *client) rawConn() syscall.RawConn {
+	if c.raw == nil {
+		return nil
+	}
+	return c.raw.rc
 }

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"bytes"
+	"syscall"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -426,13 +427,25 @@ func (s *Shard) room(c *client) int {
 	return s.b.cfg.MaxOutboundBytes - n
 }
 
+// maxInlineFlushClients is the most clients with output in one iteration for
+// which the shard writes to the sockets itself.
+const maxInlineFlushClients = 8
+
 // flushStaged hands every touched client its staged bytes, one lock and at
-// most one writer wake-up per client per iteration.
+// most one writer wake-up per client per iteration. When few clients have
+// output, the shard writes to their sockets itself (saving a writer
+// goroutine's start and wake-up, which is most of a lone message's latency);
+// when many do, their writers copy to the kernel in parallel with the shard.
 func (s *Shard) flushStaged() {
+	inline := len(s.staged) <= maxInlineFlushClients
 	for i, c := range s.staged {
 		c.isStaged = false
 		if c.stage != nil {
-			c.out.write(c.stage.B)
+			var rc syscall.RawConn
+			if inline {
+				rc = c.rawConn()
+			}
+			c.out.write(c.stage.B, rc)
 			stagePool.Put(c.stage)
 			c.stage = nil
 		}

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"iotd/wire"
@@ -46,14 +47,88 @@ func (o *outbound) queuedBytes() int {
 	return n
 }
 
-// write queues encoded packets (a shard's staged batch for this connection).
-func (o *outbound) write(b []byte) {
+// write sends encoded packets (a shard's staged batch for this connection).
+// rc is the TCP socket's raw connection (nil for TLS and WebSocket): while
+// no writer runs and nothing is queued, a small batch is written straight to
+// the socket without blocking, saving a goroutine start and a wake-up per
+// flush; whatever the kernel does not take is queued for the writer.
+func (o *outbound) write(b []byte, rc syscall.RawConn) {
 	o.mu.Lock()
-	if !o.closed {
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	if rc != nil && !o.running && o.queuedN == 0 && len(b) <= maxInlineWrite {
+		var err error
+		if b, err = writeInline(b, rc); err != nil {
+			o.closed = true
+			o.mu.Unlock()
+			o.conn.Close() // the reader sees it and reports it to the shard
+			return
+		}
+	}
+	if len(b) > 0 {
 		o.appendBytes(b)
 		o.kick()
 	}
 	o.mu.Unlock()
+}
+
+// maxInlineWrite bounds the batch a shard writes to a socket itself: a
+// larger one is copied by the writer goroutine, in parallel with the shard.
+const maxInlineWrite = 16 << 10
+
+// writeInline writes as much of b as the socket takes now, without waiting,
+// and returns the rest, or the socket's error. The caller owns the socket's
+// write side (holds mu with no writer running).
+func writeInline(b []byte, rc syscall.RawConn) ([]byte, error) {
+	w := inlineWriters.Get().(*inlineWriter)
+	w.b, w.n, w.err = b, 0, nil
+	// An error from Write itself (a write deadline the writer left behind,
+	// a socket being closed) leaves b to the writer, which sorts it out.
+	if err := rc.Write(w.try); err == nil {
+		b = b[w.n:]
+	}
+	err := w.err
+	w.b, w.err = nil, nil
+	inlineWriters.Put(w)
+	return b, err
+}
+
+// An inlineWriter is the state of one non-blocking write through a raw
+// connection; pooled so the callback is allocated once, not per write.
+type inlineWriter struct {
+	b   []byte
+	n   int
+	err error
+	try func(fd uintptr) bool
+}
+
+var inlineWriters = sync.Pool{New: func() any {
+	w := &inlineWriter{}
+	w.try = w.write
+	return w
+}}
+
+// write is called by the runtime with the descriptor; returning true always
+// (never waiting for the socket) keeps the write non-blocking.
+func (w *inlineWriter) write(fd uintptr) bool {
+	for w.n < len(w.b) {
+		n, err := syscall.Write(int(fd), w.b[w.n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return true
+		case err != nil:
+			w.err = err
+			return true
+		case n <= 0:
+			return true
+		}
+		w.n += n
+	}
+	return true
 }
 
 // appendBytes copies b to the end of the queue, filling the last chunk and
@@ -104,17 +179,11 @@ func (o *outbound) requestSpace() {
 	}
 }
 
-// send queues a packet from the connection's reader (PINGRESP, a refusing
-// CONNACK); shards stage theirs and write them in batches.
-func (o *outbound) send(p wire.Packet) {
+// send writes a packet from the connection's reader (PINGRESP, a refusing
+// CONNACK), like write; shards stage theirs and write them in batches.
+func (o *outbound) send(p wire.Packet, rc syscall.RawConn) {
 	var scratch [16]byte
-	b := p.Append(scratch[:0])
-	o.mu.Lock()
-	if !o.closed {
-		o.appendBytes(b)
-		o.kick()
-	}
-	o.mu.Unlock()
+	o.write(p.Append(scratch[:0]), rc)
 }
 
 // closeAfterFlush writes what is queued, then closes the socket.

@@ -1,12 +1,16 @@
 package shard
 
 import (
+	"io"
 	"net"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"iotd/wire"
 )
 
 // A stalled connection's outbound queue counts the batch its writer is
@@ -22,7 +26,7 @@ func TestOutboundQueueOfStalledConnection(t *testing.T) {
 	o := &outbound{conn: server, b: b}
 
 	first := make([]byte, limit/2)
-	o.write(first)
+	o.write(first, nil)
 	// The writer has taken the batch once the first byte arrives; the rest
 	// of it stays unwritten: the reader stalls.
 	client.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -35,7 +39,7 @@ func TestOutboundQueueOfStalledConnection(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for o.queuedBytes() < limit {
-		o.write(packet)
+		o.write(packet, nil)
 	}
 	runtime.ReadMemStats(&after)
 	allocated := after.TotalAlloc - before.TotalAlloc
@@ -44,4 +48,126 @@ func TestOutboundQueueOfStalledConnection(t *testing.T) {
 
 	o.close()
 	b.goroutines.wait()
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
+
+func rawConnOf(t *testing.T, c *net.TCPConn) syscall.RawConn {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	return rc
+}
+
+// A small batch to an idle TCP connection goes straight to the socket: with
+// the goroutine group stopped no writer can start, so only an inline write
+// delivers it. A batch over maxInlineWrite waits for the writer.
+func TestInlineWriteNeedsNoWriterGoroutine(t *testing.T) {
+	b := &Broker{cfg: Config{MaxOutboundBytes: 1 << 20, WriteTimeout: time.Minute}}
+	b.goroutines.stop()
+	server, client := tcpPair(t)
+	o := &outbound{conn: server, b: b}
+	rc := rawConnOf(t, server)
+
+	o.write([]byte("hello"), rc)
+	o.send(&wire.Pingresp{}, rc)
+	got := make([]byte, 7)
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadFull(client, got)
+	require.NoError(t, err)
+	require.Equal(t, "hello\xd0\x00", string(got))
+	require.Zero(t, o.queuedBytes())
+
+	o.write(make([]byte, maxInlineWrite+1), rc)
+	require.Equal(t, maxInlineWrite+1, o.queuedBytes(), "a large batch is left to the writer")
+	o.write([]byte("x"), rc)
+	require.Equal(t, maxInlineWrite+2, o.queuedBytes(), "nothing overtakes queued bytes")
+	o.close()
+}
+
+// When the kernel takes only part of an inline write, the rest is queued
+// for the writer, and later writes follow it in order.
+func TestInlineWriteLeavesTheRestToTheWriter(t *testing.T) {
+	b := &Broker{cfg: Config{MaxOutboundBytes: 64 << 20, WriteTimeout: time.Minute}}
+	server, client := tcpPair(t)
+	require.NoError(t, server.SetWriteBuffer(4096))
+	require.NoError(t, client.SetReadBuffer(4096))
+	o := &outbound{conn: server, b: b}
+	rc := rawConnOf(t, server)
+
+	// Numbered bytes in batches of 1000 until the socket is full and bytes
+	// wait in the queue, then as many again.
+	var sent []byte
+	batch := func() {
+		p := make([]byte, 1000)
+		for i := range p {
+			p[i] = byte(len(sent) + i)
+		}
+		sent = append(sent, p...)
+		o.write(p, rc)
+	}
+	for o.queuedBytes() == 0 {
+		require.Less(t, len(sent), 64<<20, "the socket never filled")
+		batch()
+	}
+	for range 50 {
+		batch()
+	}
+	got := make([]byte, len(sent))
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadFull(client, got)
+	require.NoError(t, err)
+	require.Equal(t, sent, got)
+	o.close()
+	b.goroutines.wait()
+}
+
+// A write deadline the writer left behind makes the raw write refuse; the
+// batch then goes through the writer, which sets a fresh deadline.
+func TestInlineWriteAfterAnExpiredDeadline(t *testing.T) {
+	b := &Broker{cfg: Config{MaxOutboundBytes: 1 << 20, WriteTimeout: time.Minute}}
+	server, client := tcpPair(t)
+	o := &outbound{conn: server, b: b}
+	require.NoError(t, server.SetWriteDeadline(time.Now().Add(-time.Second)))
+	o.write([]byte("late"), rawConnOf(t, server))
+	got := make([]byte, 4)
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadFull(client, got)
+	require.NoError(t, err)
+	require.Equal(t, "late", string(got))
+	o.close()
+	b.goroutines.wait()
+}
+
+// An inline write to a socket the peer reset closes the connection, so its
+// reader ends and reports it.
+func TestInlineWriteToAResetSocketCloses(t *testing.T) {
+	b := &Broker{cfg: Config{MaxOutboundBytes: 1 << 20, WriteTimeout: time.Minute}}
+	b.goroutines.stop()
+	server, client := tcpPair(t)
+	o := &outbound{conn: server, b: b}
+	rc := rawConnOf(t, server)
+	require.NoError(t, client.SetLinger(0))
+	require.NoError(t, client.Close()) // RST
+	require.Eventually(t, func() bool {
+		o.write([]byte("x"), rc)
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.closed
+	}, 10*time.Second, time.Millisecond)
+	_, err := server.Read(make([]byte, 1))
+	require.ErrorIs(t, err, net.ErrClosed)
+	require.Zero(t, o.queuedBytes())
 }
