@@ -248,6 +248,9 @@ func (c *client) readLoop(r *wire.Reader) (reason string, idle bool) {
 			// and a timer update on the hot path.
 			c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		}
+		if c.raw != nil && c.raw.drained && r.Buffered() == 0 {
+			return "", true // the last read emptied the socket
+		}
 		fh, body, err := r.ReadPacket()
 		if err != nil {
 			if err == errWouldBlock {

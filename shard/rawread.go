@@ -17,13 +17,18 @@ var errWouldBlock = errors.New("read would block")
 // idle connection costs one small goroutine.
 type rawReader struct {
 	rc       syscall.RawConn
-	block    bool // park in Read like a net.Conn (during the handshake)
 	p        []byte
 	n        int
 	err      error
 	tryRead  func(fd uintptr) bool
 	readable func(fd uintptr) bool
-	peek     [1]byte
+	block    bool // park in Read like a net.Conn (during the handshake)
+	// drained is set by a read that did not fill its buffer: the socket had
+	// nothing more then, so the read loop may go idle without another read
+	// that would only say EAGAIN (wait checks the socket first anyway).
+	drained bool
+	polled  bool // wait already looked at the socket itself
+	peek    [1]byte
 }
 
 // newRawReader returns a rawReader for conn, or nil when conn has no raw
@@ -72,6 +77,7 @@ func (r *rawReader) try(fd uintptr) bool {
 			r.err = io.EOF
 		default:
 			r.n = n
+			r.drained = !r.block && n < len(r.p)
 		}
 		return true
 	}
@@ -80,14 +86,20 @@ func (r *rawReader) try(fd uintptr) bool {
 // wait parks until the socket is readable (or its deadline passes, or it is
 // closed), without consuming input.
 func (r *rawReader) wait() error {
+	r.drained, r.polled = false, false
 	return r.rc.Read(r.readable)
 }
 
-// ready reports whether a read would not block. It must look at the socket
-// itself, not assume: the poller is edge-triggered and forgets a readiness
-// edge that came before the wait began, so input that arrived since the last
-// EAGAIN is seen only by trying.
+// ready reports whether a read would not block. The first call must look at
+// the socket itself, not assume: the poller is edge-triggered and forgets a
+// readiness edge that came before the wait began, so input that arrived
+// since the last EAGAIN is seen only by trying. A later call comes after the
+// poller reported the socket readable (or hung up), which is the answer.
 func (r *rawReader) ready(fd uintptr) bool {
+	if r.polled {
+		return true
+	}
+	r.polled = true
 	for {
 		_, _, err := syscall.Recvfrom(int(fd), r.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch err {
