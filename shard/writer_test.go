@@ -64,22 +64,37 @@ func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 	return s.(*net.TCPConn), c.(*net.TCPConn)
 }
 
-func rawConnOf(t *testing.T, c *net.TCPConn) syscall.RawConn {
+// inlineTest is an outbound queue on a loopback TCP connection, with the
+// raw connection its inline writes go through.
+type inlineTest struct {
+	b              *Broker
+	o              *outbound
+	server, client *net.TCPConn
+	rc             syscall.RawConn
+}
+
+// newInlineTest sets one up; noWriter stops the goroutine group first, so
+// no writer goroutine can start and only inline writes reach the socket.
+func newInlineTest(t *testing.T, limit int, noWriter bool) *inlineTest {
 	t.Helper()
-	rc, err := c.SyscallConn()
+	b := &Broker{cfg: Config{MaxOutboundBytes: limit, WriteTimeout: time.Minute}}
+	if noWriter {
+		b.goroutines.stop()
+	}
+	server, client := tcpPair(t)
+	rc, err := server.SyscallConn()
 	require.NoError(t, err)
-	return rc
+	it := &inlineTest{b: b, o: &outbound{conn: server, b: b}, server: server, client: client, rc: rc}
+	t.Cleanup(func() { it.o.close(); b.goroutines.wait() })
+	return it
 }
 
 // A small batch to an idle TCP connection goes straight to the socket: with
 // the goroutine group stopped no writer can start, so only an inline write
 // delivers it. A batch over maxInlineWrite waits for the writer.
 func TestInlineWriteNeedsNoWriterGoroutine(t *testing.T) {
-	b := &Broker{cfg: Config{MaxOutboundBytes: 1 << 20, WriteTimeout: time.Minute}}
-	b.goroutines.stop()
-	server, client := tcpPair(t)
-	o := &outbound{conn: server, b: b}
-	rc := rawConnOf(t, server)
+	it := newInlineTest(t, 1<<20, true)
+	o, client, rc := it.o, it.client, it.rc
 
 	o.write([]byte("hello"), rc)
 	o.send(&wire.Pingresp{}, rc)
@@ -94,18 +109,15 @@ func TestInlineWriteNeedsNoWriterGoroutine(t *testing.T) {
 	require.Equal(t, maxInlineWrite+1, o.queuedBytes(), "a large batch is left to the writer")
 	o.write([]byte("x"), rc)
 	require.Equal(t, maxInlineWrite+2, o.queuedBytes(), "nothing overtakes queued bytes")
-	o.close()
 }
 
 // When the kernel takes only part of an inline write, the rest is queued
 // for the writer, and later writes follow it in order.
 func TestInlineWriteLeavesTheRestToTheWriter(t *testing.T) {
-	b := &Broker{cfg: Config{MaxOutboundBytes: 64 << 20, WriteTimeout: time.Minute}}
-	server, client := tcpPair(t)
-	require.NoError(t, server.SetWriteBuffer(4096))
+	it := newInlineTest(t, 64<<20, false)
+	o, client, rc := it.o, it.client, it.rc
+	require.NoError(t, it.server.SetWriteBuffer(4096))
 	require.NoError(t, client.SetReadBuffer(4096))
-	o := &outbound{conn: server, b: b}
-	rc := rawConnOf(t, server)
 
 	// Numbered bytes in batches of 1000 until the socket is full and bytes
 	// wait in the queue, then as many again.
@@ -130,35 +142,26 @@ func TestInlineWriteLeavesTheRestToTheWriter(t *testing.T) {
 	_, err := io.ReadFull(client, got)
 	require.NoError(t, err)
 	require.Equal(t, sent, got)
-	o.close()
-	b.goroutines.wait()
 }
 
 // A write deadline the writer left behind makes the raw write refuse; the
 // batch then goes through the writer, which sets a fresh deadline.
 func TestInlineWriteAfterAnExpiredDeadline(t *testing.T) {
-	b := &Broker{cfg: Config{MaxOutboundBytes: 1 << 20, WriteTimeout: time.Minute}}
-	server, client := tcpPair(t)
-	o := &outbound{conn: server, b: b}
-	require.NoError(t, server.SetWriteDeadline(time.Now().Add(-time.Second)))
-	o.write([]byte("late"), rawConnOf(t, server))
+	it := newInlineTest(t, 1<<20, false)
+	require.NoError(t, it.server.SetWriteDeadline(time.Now().Add(-time.Second)))
+	it.o.write([]byte("late"), it.rc)
 	got := make([]byte, 4)
-	client.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err := io.ReadFull(client, got)
+	it.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadFull(it.client, got)
 	require.NoError(t, err)
 	require.Equal(t, "late", string(got))
-	o.close()
-	b.goroutines.wait()
 }
 
 // An inline write to a socket the peer reset closes the connection, so its
 // reader ends and reports it.
 func TestInlineWriteToAResetSocketCloses(t *testing.T) {
-	b := &Broker{cfg: Config{MaxOutboundBytes: 1 << 20, WriteTimeout: time.Minute}}
-	b.goroutines.stop()
-	server, client := tcpPair(t)
-	o := &outbound{conn: server, b: b}
-	rc := rawConnOf(t, server)
+	it := newInlineTest(t, 1<<20, true)
+	o, server, client, rc := it.o, it.server, it.client, it.rc
 	require.NoError(t, client.SetLinger(0))
 	require.NoError(t, client.Close()) // RST
 	require.Eventually(t, func() bool {
