@@ -48,7 +48,8 @@ type client struct {
 	stageIter   uint64
 	isStaged    bool
 	roomIter    uint64
-	outQueued   int  // the writer's queue as read in iteration roomIter
+	outQueued   int  // the writer's queue as last read (in iteration roomIter)
+	roomStaged  int  // bytes staged when outQueued was read
 	wantSpace   bool // ask the writer to call back when it drains
 	signalReady bool // close ready after the staged CONNACK is written
 	closing     bool // close the connection after the staged bytes

@@ -413,18 +413,29 @@ func (s *Shard) stageAck(c *client, t wire.Type, id uint16) {
 	buf.B = append(buf.B, byte(t)<<4|flags, 2, byte(id>>8), byte(id))
 }
 
-// room reports how many more bytes c's outbound queue takes now. The
-// writer's queue is read once per iteration; staged bytes count against it.
+// room reports how many more bytes c's outbound queue takes now; staged
+// bytes count against it. The writer's queue is read once per iteration and
+// read again when that reading says full and more was staged since: the
+// writer drains while a long iteration stages, and a stale reading dropped
+// QoS 0 messages for a subscriber that kept up. A stalled subscriber stages
+// nothing more once full, so its drops cost no lock.
 func (s *Shard) room(c *client) int {
+	staged := 0
+	if c.stage != nil {
+		staged = len(c.stage.B)
+	}
 	if c.roomIter != s.iter {
 		c.roomIter = s.iter
 		c.outQueued = c.out.queuedBytes()
+		c.roomStaged = staged
 	}
-	n := c.outQueued
-	if c.stage != nil {
-		n += len(c.stage.B)
+	r := s.b.cfg.MaxOutboundBytes - c.outQueued - staged
+	if r <= 0 && c.roomStaged != staged {
+		c.outQueued = c.out.queuedBytes()
+		c.roomStaged = staged
+		r = s.b.cfg.MaxOutboundBytes - c.outQueued - staged
 	}
-	return s.b.cfg.MaxOutboundBytes - n
+	return r
 }
 
 // maxInlineFlushClients is the most clients with output in one iteration for

@@ -103,9 +103,11 @@ func TestSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 	var wg sync.WaitGroup
 	var fastErr error
 	var fastGot atomic.Int64
+	fastDone := make(chan struct{}) // fastErr is set once it is closed
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(fastDone)
 		fastErr = readSequence(fast.conn, n, &fastGot)
 	}()
 
@@ -148,6 +150,11 @@ func TestSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 		// the broker takes messages faster than one reader on this machine
 		// can keep up with for long.
 		for i-int(fastGot.Load()) >= lead {
+			select {
+			case <-fastDone:
+				require.NoError(t, fastErr, "the fast subscriber stopped reading")
+			default:
+			}
 			if time.Since(start) > 30*time.Second {
 				require.FailNow(t, "fast subscriber held up", "%d of %d after 30 s", fastGot.Load(), i)
 			}

@@ -17,16 +17,16 @@ import (
 //
 // The queue is a list of chunks, so it grows without copying itself: a
 // single growing buffer allocated four to five times a stalled connection's
-// queue on its way to the limit. The batch the writer holds while it writes
-// counts against MaxOutboundBytes too, so a connection holds about
-// MaxOutboundBytes however its reader stopped.
+// queue on its way to the limit. The part of its batch the writer has not
+// yet written counts against MaxOutboundBytes too, so a connection holds
+// about MaxOutboundBytes however its reader stopped.
 type outbound struct {
 	mu        sync.Mutex
 	conn      net.Conn
 	b         *Broker
 	chunks    []*chunk // queued bytes in order; nil while empty and idle
 	queuedN   int      // bytes in chunks
-	writing   int      // bytes the writer took and has not finished writing
+	writing   int      // bytes the writer took and has not yet written (by window)
 	running   bool     // a writer goroutine owns the socket
 	closeWhen bool     // close the socket once the queue is written
 	closed    bool
@@ -240,7 +240,6 @@ func (o *outbound) run() {
 	for {
 		o.mu.Lock()
 		o.writing = 0
-		putChunks(batch)
 		if o.closed || o.queuedN == 0 {
 			o.running = false
 			closeNow := o.closeWhen && !o.closed
@@ -267,30 +266,68 @@ func (o *outbound) run() {
 		if notify != nil {
 			notify()
 		}
-		if t := o.b.cfg.WriteTimeout; t > 0 {
-			o.conn.SetWriteDeadline(time.Now().Add(t))
-		}
-		o.iov = o.iov[:0]
-		for _, c := range batch {
-			o.iov = append(o.iov, c.b)
-		}
-		iov := o.iov // WriteTo consumes its receiver
-		_, err := iov.WriteTo(o.conn)
-		clear(o.iov)
-		if err != nil {
-			// The reader sees the closed socket and reports it to the shard.
+		for i := 0; i < len(batch); {
+			n, size := window(batch[i:])
+			if err := o.writeChunks(batch[i : i+n]); err != nil {
+				// The reader sees the closed socket and reports it to the shard.
+				o.mu.Lock()
+				o.closed = true
+				o.running = false
+				o.writing = 0
+				o.dropChunks()
+				o.iov = nil
+				o.mu.Unlock()
+				putChunks(batch[i:])
+				o.conn.Close()
+				return
+			}
+			putChunks(batch[i : i+n])
+			i += n
+			if i == len(batch) {
+				break // the loop's next lock settles the last window
+			}
 			o.mu.Lock()
-			o.closed = true
-			o.running = false
-			o.writing = 0
-			o.dropChunks()
-			o.iov = nil
+			o.writing -= size
+			notify := o.takeNotify()
 			o.mu.Unlock()
-			putChunks(batch)
-			o.conn.Close()
-			return
+			if notify != nil {
+				notify()
+			}
 		}
+		batch = batch[:0]
 	}
+}
+
+// writeWindow is about the most the writer hands the kernel in one call.
+// A finished window leaves the queued count (and its chunks the pools)
+// before the next starts, so a subscriber that keeps up is not charged for
+// the part of a large batch the kernel already took: it was, and dropped
+// QoS 0 messages while reading everything.
+const writeWindow = 128 << 10
+
+// window returns how many of chunks make the next write (at least one),
+// and their bytes.
+func window(chunks []*chunk) (n, size int) {
+	for n < len(chunks) && (n == 0 || size+len(chunks[n].b) <= writeWindow) {
+		size += len(chunks[n].b)
+		n++
+	}
+	return n, size
+}
+
+// writeChunks writes chunks with one writev, blocking up to WriteTimeout.
+func (o *outbound) writeChunks(chunks []*chunk) error {
+	if t := o.b.cfg.WriteTimeout; t > 0 {
+		o.conn.SetWriteDeadline(time.Now().Add(t))
+	}
+	o.iov = o.iov[:0]
+	for _, c := range chunks {
+		o.iov = append(o.iov, c.b)
+	}
+	iov := o.iov // WriteTo consumes its receiver
+	_, err := iov.WriteTo(o.conn)
+	clear(o.iov)
+	return err
 }
 
 // takeNotify returns the space callback once the queue is under its limit.

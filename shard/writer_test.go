@@ -174,3 +174,68 @@ func TestInlineWriteToAResetSocketCloses(t *testing.T) {
 	require.ErrorIs(t, err, net.ErrClosed)
 	require.Zero(t, o.queuedBytes())
 }
+
+// The shard reads a client's queue once per iteration; when that reading
+// says full and the shard staged more since, it reads again, because the
+// writer drains while a long iteration stages. A stale reading dropped QoS 0
+// messages for a subscriber that kept up (TestSlowConsumerDoesNotHoldUpOthers
+// under load).
+func TestRoomRereadsAStaleQueueReading(t *testing.T) {
+	const limit = 1 << 20
+	b := &Broker{cfg: Config{MaxOutboundBytes: limit, WriteTimeout: time.Minute}}
+	b.goroutines.stop() // no writer: the test drains the queue itself
+	s := &Shard{b: b, iter: 1}
+	c := &client{}
+	c.out = outbound{b: b}
+	c.out.write(make([]byte, limit/2+1000), nil)
+	require.Equal(t, limit/2-1000, s.room(c))
+
+	// The writer wrote everything; the shard, in the same iteration, stages
+	// another half.
+	c.out.mu.Lock()
+	c.out.dropChunks()
+	c.out.mu.Unlock()
+	c.stage = stagePool.Get()
+	c.stage.B = append(c.stage.B, make([]byte, limit/2)...)
+	defer stagePool.Put(c.stage)
+	require.Equal(t, limit/2, s.room(c), "a reading from before the writer drained is read again")
+
+	// Next iteration, a queue that is really full: full, and read no more
+	// until the shard stages again (a stalled subscriber's drops take no
+	// lock).
+	s.iter++
+	c.out.write(make([]byte, limit), nil)
+	require.Equal(t, -limit/2, s.room(c))
+	c.out.mu.Lock()
+	c.out.dropChunks()
+	c.out.mu.Unlock()
+	require.Equal(t, -limit/2, s.room(c), "nothing staged since the last reading")
+	c.stage.B = append(c.stage.B, 1)
+	require.Equal(t, limit/2-1, s.room(c))
+}
+
+// The writer writes a large batch in windows, and a finished window leaves
+// the queued count at once: a subscriber that keeps up is not charged for
+// what it already received while the rest of the batch is written.
+func TestWriterCountsOnlyTheUnwrittenPartOfItsBatch(t *testing.T) {
+	b := &Broker{cfg: Config{MaxOutboundBytes: 4 << 20, WriteTimeout: time.Minute}}
+	server, client := net.Pipe() // a Write returns once the other end read it all
+	defer client.Close()
+	o := &outbound{conn: server, b: b}
+	const batch = 2*writeWindow + writeWindow/2
+	o.write(make([]byte, batch), nil)
+
+	// Read the first window and one byte of the second: the writer is now
+	// blocked on the second window.
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadFull(client, make([]byte, writeWindow+1))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return o.queuedBytes() == batch-writeWindow },
+		10*time.Second, time.Millisecond, "queued %d, want %d", o.queuedBytes(), batch-writeWindow)
+
+	_, err = io.ReadFull(client, make([]byte, batch-writeWindow-1))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return o.queuedBytes() == 0 }, 10*time.Second, time.Millisecond)
+	o.close()
+	b.goroutines.wait()
+}
