@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"iotd/internal/syncbuf"
 	"iotd/shard"
 )
 
@@ -51,24 +52,6 @@ func startBroker(t *testing.T) (addr string, stop func()) {
 	return ln.Addr().String(), stop
 }
 
-// syncBuffer is a bytes.Buffer safe for the run's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The short version of the long run: a few seconds of every kind of stream
 // against a live broker, which must not panic (a panic in any broker
 // goroutine ends this test binary), must keep answering the control
@@ -76,7 +59,7 @@ func (s *syncBuffer) String() string {
 // anything but valid MQTT.
 func TestFuzzBrokerKeepsServing(t *testing.T) {
 	addr, _ := startBroker(t)
-	var log, progress syncBuffer
+	var log, progress syncbuf.Buffer
 	res, err := Run(context.Background(), Config{
 		Addr:             addr,
 		Seed:             20240601,
@@ -155,7 +138,7 @@ func TestFuzzFailsWhenBrokerAliveFails(t *testing.T) {
 // Replay plays exactly the given connection seeds, then stops.
 func TestFuzzReplay(t *testing.T) {
 	addr, _ := startBroker(t)
-	var log syncBuffer
+	var log syncbuf.Buffer
 	seeds := []uint64{ConnSeed(5, 0, 0), ConnSeed(5, 3, 17)}
 	res, err := Run(context.Background(), Config{Addr: addr, Replay: seeds, Duration: time.Minute, ConnLog: &log})
 	require.NoError(t, err)
