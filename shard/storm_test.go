@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/syncbuf"
 	"iotd/listener"
 	"iotd/tlsconf"
 	"iotd/tlsconf/tlstest"
@@ -210,7 +210,7 @@ func legitTraffic(t *testing.T, pub, sub *rawClient, topic string, n int, firstI
 // counted, and clients connected before and during it keep working.
 func TestConnectionStormAcceptRate(t *testing.T) {
 	const rate, burst = 50, 10
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	began := time.Now() // the bucket starts full when the broker is made
 	b := runBroker(t, Config{MaxAcceptRate: rate, MaxAcceptBurst: burst, ConnectTimeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -253,27 +253,14 @@ func runTLSBroker(t *testing.T, cfg Config) (*testBroker, *tls.Config) {
 	if cfg.Shards == 0 {
 		cfg.Shards = 4
 	}
-	b, err := New(cfg)
-	require.NoError(t, err)
 	spec, err := listener.Parse("tls://127.0.0.1:0")
 	require.NoError(t, err)
 	ln, err := listener.ListenTLS(spec, r.TLSConfig())
 	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	})
+	b, _ := serveOn(t, cfg, ln, ListenerOptions{})
 	client := tlstest.ClientConfig(ca, nil)
 	client.ServerName = "127.0.0.1"
-	return &testBroker{Broker: b, addr: ln.Addr().String()}, client
+	return b, client
 }
 
 // A storm of TLS connects against --max-tls-handshakes: while the cap's
