@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 
 	"iotd/internal/syncbuf"
 	"iotd/shard"
+	"iotd/shard/shardtest"
 )
 
 // Every test must leave no goroutine behind: fuzzing connections, their
@@ -29,27 +28,7 @@ func TestMain(m *testing.M) {
 // it is also called when the test ends.
 func startBroker(t *testing.T) (addr string, stop func()) {
 	t.Helper()
-	b, err := shard.New(shard.Config{Shards: 2, Persistence: true, DataDir: t.TempDir()})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, b.Close(ctx))
-			<-done
-		})
-	}
-	t.Cleanup(stop)
-	return ln.Addr().String(), stop
+	return shardtest.StartBroker(t, shard.Config{Shards: 2, Persistence: true, DataDir: t.TempDir()})
 }
 
 // The short version of the long run: a few seconds of every kind of stream
