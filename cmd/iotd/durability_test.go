@@ -15,13 +15,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,37 +127,14 @@ func (c *mqttConn) subscribe(t *testing.T, subs ...wire.Subscription) {
 	}
 }
 
-// iotdProc is one run of the broker binary.
-type iotdProc struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
 // start runs the broker on an ephemeral loopback port with its state in
 // dataDir and waits for the ready line.
 func startBroker(t *testing.T, bin, dataDir string, args ...string) *iotdProc {
 	t.Helper()
 	all := append([]string{"--listen", "tcp://127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, args...)
-	cmd, addr := startIotd(t, bin, all...)
-	return &iotdProc{cmd: cmd, addr: addr}
-}
-
-// kill9 ends the broker with SIGKILL and waits for it.
-func (p *iotdProc) kill9(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	err := p.cmd.Wait()
-	var ee *exec.ExitError
-	require.True(t, errors.As(err, &ee), "iotd exited with %v before the SIGKILL", err)
-	ws := ee.Sys().(syscall.WaitStatus)
-	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "iotd ended with %v, not by SIGKILL (did it crash?)", err)
-}
-
-// stop ends the broker with SIGTERM and expects a clean exit.
-func (p *iotdProc) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, p.cmd.Wait())
+	p := startIotd(t, bin, all...)
+	require.NotEmpty(t, p.addr, "a tcp:// listener")
+	return p
 }
 
 // --- publishers that know exactly what was acknowledged ---
@@ -634,7 +609,7 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 		t.Logf("round %d: subscriber got %d messages (%d acknowledged, %d sent) in %v", round, got, acked, sent, time.Since(start).Round(time.Millisecond))
 		sub.disconnect(t)
 	}
-	b.stop(t)
+	b.terminate(t)
 }
 
 // resume reconnects a persistent publisher after a restart and completes
@@ -750,7 +725,7 @@ func TestKill9QoS2ExactlyOnceAcrossRestart(t *testing.T) {
 		}
 		sub.disconnect(t)
 	}
-	b.stop(t)
+	b.terminate(t)
 }
 
 // TestKill9KeepsRetainedMessages: publishers keep replacing and deleting
@@ -832,7 +807,7 @@ func TestKill9KeepsRetainedMessages(t *testing.T) {
 		t.Logf("round %d: killed after %d acknowledgements; %d retained messages after the restart, each as acknowledged", round, at, len(got))
 		state = got
 	}
-	b.stop(t)
+	b.terminate(t)
 }
 
 // readRetained subscribes a new clean client to filter and returns the
@@ -1007,7 +982,7 @@ func TestKill9RedeliversInflight(t *testing.T) {
 		t.Logf("round %d: %d re-sent as expected; %d acknowledged messages all arrived", round, len(held), acked)
 	}
 	sub.disconnect(t)
-	b.stop(t)
+	b.terminate(t)
 }
 
 // TestRestartWithOtherShardCountKeepsSessions: 40 persistent sessions with
@@ -1059,15 +1034,15 @@ func TestRestartWithOtherShardCountKeepsSessions(t *testing.T) {
 		if stage%2 == 0 {
 			b.kill9(t)
 		} else {
-			b.stop(t)
+			b.terminate(t)
 		}
 		b = startBroker(t, bin, dir, "--shards", strconv.Itoa(shards))
 		check(stage)
 		queue(stage + 1)
 		t.Logf("--shards %d: %d sessions with their queues and subscriptions", shards, sessions)
 	}
-	b.stop(t)
+	b.terminate(t)
 	b = startBroker(t, bin, dir, "--shards", "3")
 	check(3)
-	b.stop(t)
+	b.terminate(t)
 }
