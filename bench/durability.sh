@@ -64,67 +64,24 @@ INFLIGHT=65535
 QUEUED=$((BACKLOG > 100000 ? BACKLOG : 100000))
 PAYLOAD=64
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "bench-durability: $*"; exit 1; }
+BENCH=bench-durability
+PORT_BASE=${PORT_BASE:-31883}
+PORT_END=39000
 
 command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
 [[ -r /proc/self/io ]] || die "/proc/PID/io is not readable here (Linux with task I/O accounting needed)"
 
-command="make bench-durability"
-for v in QUICK DURATION RATE SESSIONS BACKLOG RESTARTS BUILD_FROM; do
-	if env | grep -q "^$v="; then
-		command="$v='${!v}' $command"
-	fi
-done
+command=$(repro_command "make bench-durability" QUICK DURATION RATE SESSIONS BACKLOG RESTARTS BUILD_FROM)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/iotd-durability.XXXXXX")
-BROKER_PID=""
-cleanup() {
-	local rc=$?
-	stop_broker
-	if [[ $KEEP == 1 || $rc != 0 ]]; then
-		log "logs, JSON results and data directories kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work iotd-durability "logs, JSON results and data directories"
 STARTED=$(date +%s)
 
 # --- build ------------------------------------------------------------------------
-# From the committed HEAD (exported to $WORK/src), so that others'
-# uncommitted edits in a shared work tree are not what gets measured.
-if [[ $BUILD_FROM == head ]] && git rev-parse --verify -q HEAD >/dev/null 2>&1; then
-	SRC=$WORK/src
-	mkdir -p "$SRC"
-	git archive HEAD | tar -x -C "$SRC"
-	COMMIT=$(git rev-parse --short HEAD)
-else
-	SRC=$ROOT
-	COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
-fi
-log "building iotd $COMMIT"
-make -s -C "$SRC" build VERSION="$COMMIT" >&2
-cp "$SRC/bin/iotd" "$WORK/iotd"
-IOTD=$WORK/iotd
+build_iotd
 DATA_FS=$(stat -f -c %T "$WORK")
 DATA_DEV=$(df --output=source "$WORK" | tail -n 1)
 
 # --- broker ---------------------------------------------------------------------
-NEXT_PORT=${PORT_BASE:-31883}
-PORT=""
-free_port() {
-	while :; do
-		NEXT_PORT=$((NEXT_PORT + 1))
-		((NEXT_PORT < 39000)) || NEXT_PORT=${PORT_BASE:-31883}
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
-			PORT=$NEXT_PORT
-			return
-		fi
-	done
-}
-
 now_ns() { date +%s%N; }
 
 BROKER_LOG=""
@@ -149,9 +106,7 @@ start_broker() {
 		kill -0 "$BROKER_PID" 2>/dev/null || break
 		sleep 0.005
 	done
-	log "iotd did not get ready on 127.0.0.1:$PORT; its log:"
-	tail -n 20 "$BROKER_LOG" >&2 || true
-	stop_broker
+	broker_failed "iotd did not get ready on 127.0.0.1:$PORT"
 	return 1
 }
 
