@@ -153,16 +153,7 @@ start_broker() {
 	*) die "unknown broker $name" ;;
 	esac
 	BROKER_PID=$!
-	local i
-	for ((i = 0; i < 200; i++)); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$BROKER_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	broker_failed "$name did not start on 127.0.0.1:$PORT"
-	return 1
+	wait_broker "$name did not start on 127.0.0.1:$PORT" 200 0.05 port_open "$PORT"
 }
 
 # stop_broker comes from bench/lib.sh.

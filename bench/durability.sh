@@ -90,7 +90,7 @@ READY_MS=""
 # ready line (at most 5 minutes: recovery of a large backlog takes a while);
 # sets BROKER_PID, PORT and READY_MS (exec to ready line, ms).
 start_broker() {
-	local data=$1 t0 i
+	local data=$1 t0
 	shift
 	free_port
 	BROKER_LOG=$WORK/iotd.$PORT.log
@@ -98,17 +98,13 @@ start_broker() {
 	"$IOTD" serve --listen "tcp://127.0.0.1:$PORT" --data-dir "$data" \
 		--max-inflight "$INFLIGHT" --max-queued-messages "$QUEUED" --log-level warn "$@" >"$BROKER_LOG" 2>&1 &
 	BROKER_PID=$!
-	for ((i = 0; i < 60000; i++)); do
-		if grep -q ' ready: ' "$BROKER_LOG" 2>/dev/null; then
-			READY_MS=$((($(now_ns) - t0) / 1000000))
-			return 0
-		fi
-		kill -0 "$BROKER_PID" 2>/dev/null || break
-		sleep 0.005
-	done
-	broker_failed "iotd did not get ready on 127.0.0.1:$PORT"
-	return 1
+	wait_broker "iotd did not get ready on 127.0.0.1:$PORT" 60000 0.005 ready_line || return 1
+	READY_MS=$((($(now_ns) - t0) / 1000000))
 }
+
+# ready_line: whether the broker printed its ready line (its log may not
+# exist yet).
+ready_line() { grep -q ' ready: ' "$BROKER_LOG" 2>/dev/null; }
 
 # stop_broker comes from bench/lib.sh.
 

@@ -64,6 +64,9 @@ build_iotd() {
 	IOTD=$WORK/iotd
 }
 
+# port_open PORT: whether something accepts connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # free_port sets PORT to the next port in [PORT_BASE, PORT_END) nobody
 # listens on (a fresh one per start, so no run meets the previous one's
 # TIME_WAIT sockets).
@@ -74,19 +77,29 @@ free_port() {
 	while :; do
 		NEXT_PORT=$((NEXT_PORT + 1))
 		((NEXT_PORT < PORT_END)) || NEXT_PORT=$PORT_BASE
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
+		if ! port_open "$NEXT_PORT"; then
 			PORT=$NEXT_PORT
 			return
 		fi
 	done
 }
 
-# broker_failed MSG: log MSG and the tail of BROKER_LOG, and stop the broker
-# (the caller then fails).
-broker_failed() {
-	log "$*; its log:"
+# wait_broker MSG TRIES PAUSE CHECK...: run CHECK every PAUSE seconds, at
+# most TRIES times, until it succeeds. If it never does, or the broker in
+# BROKER_PID exits first, log MSG and the tail of BROKER_LOG, stop the
+# broker and fail.
+wait_broker() {
+	local msg=$1 tries=$2 pause=$3 i
+	shift 3
+	for ((i = 0; i < tries; i++)); do
+		"$@" && return 0
+		kill -0 "$BROKER_PID" 2>/dev/null || break
+		sleep "$pause"
+	done
+	log "$msg; its log:"
 	tail -n 20 "$BROKER_LOG" >&2 || true
 	stop_broker
+	return 1
 }
 
 # stop_broker: SIGTERM the broker in BROKER_PID, wait up to 10 s for a clean
