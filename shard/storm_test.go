@@ -205,6 +205,26 @@ func legitTraffic(t *testing.T, pub, sub *rawClient, topic string, n int, firstI
 	}
 }
 
+// clientsKeepWorking is the part both storm tests share, while storm s runs
+// against b: once b has refused minRefused of its connections (for reason),
+// pub and sub still exchange messages, and a newcomer gets in by retrying
+// and exchanges messages with both; the storm then runs to minAttempts and
+// must not have ended on its own bounds before that. It stops the storm and
+// returns how many of the newcomer's tries were refused.
+func (s *storm) clientsKeepWorking(t *testing.T, b *testBroker, tlsCfg *tls.Config, pub, sub *rawClient, reason string, minRefused, minAttempts int64) int64 {
+	t.Helper()
+	require.Eventually(t, func() bool { return b.Stats().Refused[reason] >= minRefused }, 30*time.Second, time.Millisecond,
+		"the storm is refused")
+	legitTraffic(t, pub, sub, "legit/before", 10, 1)
+	newcomer, newcomerRefused := connectRetrying(t, b.addr, tlsCfg, "newcomer", 30*time.Second)
+	require.Equal(t, []byte{1}, newcomer.subscribe(1, wire.Subscription{Filter: "newcomer/in", QoS: 1}).ReturnCodes)
+	legitTraffic(t, pub, newcomer, "newcomer/in", 5, 100)
+	legitTraffic(t, newcomer, sub, "legit/from-newcomer", 5, 200)
+	s.atLeast(t, minAttempts)
+	require.True(t, s.stop(), "the storm lasted until the legitimate clients were done (%d attempts)", s.attempts.Load())
+	return newcomerRefused
+}
+
 // A storm of plain TCP connects against --max-accept-rate: all but the
 // rate's worth are closed at once with nothing read or written, each is
 // counted, and clients connected before and during it keep working.
@@ -218,15 +238,7 @@ func TestConnectionStormAcceptRate(t *testing.T) {
 	pub, _ := b.connect(t, "legit-pub", true)
 
 	s := startStorm(b.addr, nil, 200000, time.Minute)
-	require.Eventually(t, func() bool { return b.Stats().Refused[RefusedAcceptRate] >= 200 }, 30*time.Second, time.Millisecond,
-		"the storm is refused")
-	legitTraffic(t, pub, sub, "legit/before", 10, 1)
-	newcomer, newcomerRefused := connectRetrying(t, b.addr, nil, "newcomer", 30*time.Second)
-	require.Equal(t, []byte{1}, newcomer.subscribe(1, wire.Subscription{Filter: "newcomer/in", QoS: 1}).ReturnCodes)
-	legitTraffic(t, pub, newcomer, "newcomer/in", 5, 100)
-	legitTraffic(t, newcomer, sub, "legit/from-newcomer", 5, 200)
-	s.atLeast(t, 3000)
-	require.True(t, s.stop(), "the storm lasted until the legitimate clients were done (%d attempts)", s.attempts.Load())
+	newcomerRefused := s.clientsKeepWorking(t, b, nil, pub, sub, RefusedAcceptRate, 200, 3000)
 	elapsed := time.Since(began)
 
 	s.check(t, 5*time.Second)
@@ -276,15 +288,7 @@ func TestConnectionStormTLSHandshakes(t *testing.T) {
 	require.Zero(t, b.Stats().Refused[RefusedTLSHandshakes], "no storm yet")
 
 	s := startStorm(b.addr, tlsCfg, 15000, time.Minute)
-	require.Eventually(t, func() bool { return b.Stats().Refused[RefusedTLSHandshakes] >= 20 }, 30*time.Second, time.Millisecond,
-		"the storm is refused")
-	legitTraffic(t, pub, sub, "legit/before", 10, 1)
-	newcomer, newcomerRefused := connectRetrying(t, b.addr, tlsCfg, "newcomer", 30*time.Second)
-	require.Equal(t, []byte{1}, newcomer.subscribe(1, wire.Subscription{Filter: "newcomer/in", QoS: 1}).ReturnCodes)
-	legitTraffic(t, pub, newcomer, "newcomer/in", 5, 100)
-	legitTraffic(t, newcomer, sub, "legit/from-newcomer", 5, 200)
-	s.atLeast(t, 300)
-	require.True(t, s.stop(), "the storm lasted until the legitimate clients were done (%d attempts)", s.attempts.Load())
+	newcomerRefused := s.clientsKeepWorking(t, b, tlsCfg, pub, sub, RefusedTLSHandshakes, 20, 300)
 
 	s.check(t, 10*time.Second) // TLS storms saturate both cores: the accept loop waits its turn
 	st := b.Stats()
