@@ -544,6 +544,16 @@ func killSchedule(rng *rand.Rand, n int, total int64) []int64 {
 	return out
 }
 
+// seededKills is killSchedule from a fresh seed; it logs the seed and the
+// schedule.
+func seededKills(t *testing.T, n int, total int64) []int64 {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	kills := killSchedule(rand.New(rand.NewPCG(uint64(seed), 0)), n, total)
+	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	return kills
+}
+
 // TestKill9KeepsAcknowledgedMessages: a persistent subscriber (QoS 1 and
 // QoS 2 subscriptions) is offline while publishers send 50,000 messages; the
 // broker is killed with SIGKILL at a random moment. After the restart the
@@ -559,10 +569,7 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 		pubsPer = 2      // publishers per QoS
 		window  = 64
 	)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	kills := killSchedule(rng, rounds, total)
-	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	kills := seededKills(t, rounds, total)
 	args := []string{"--shards", "3", "--max-queued-messages", "200000", "--max-inflight", "1000", "--fsync", "always"}
 
 	b := startBroker(t, bin, dir, args...)
@@ -687,10 +694,7 @@ func TestKill9QoS2ExactlyOnceAcrossRestart(t *testing.T) {
 		npubs  = 4
 		window = 64
 	)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	kills := killSchedule(rng, rounds, total)
-	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	kills := seededKills(t, rounds, total)
 	args := []string{"--shards", "3", "--max-queued-messages", "200000"}
 
 	b := startBroker(t, bin, dir, args...)
@@ -744,10 +748,7 @@ func TestKill9KeepsRetainedMessages(t *testing.T) {
 		ops    = 4000
 		window = 32
 	)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	kills := killSchedule(rng, rounds, npubs*ops)
-	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	kills := seededKills(t, rounds, npubs*ops)
 	args := []string{"--shards", "3"}
 	topicOf := func(pub, seq int) string { return fmt.Sprintf("rt/p%d/%d", pub, seq%topics) }
 	isDelete := func(seq int) bool { return (seq/topics)%3 == 2 } // every third operation on a topic

@@ -232,14 +232,20 @@ func TestTLSClientCertificateRequired(t *testing.T) {
 	c.mustLogin("d", "", "") // loopback only, no password file: anonymous allowed
 	for name, cert := range map[string]*tlstest.Cert{"no certificate": nil, "another CA": stranger} {
 		t.Run(name, func(t *testing.T) {
-			c, err := dialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, cert))
-			if err == nil {
-				// TLS 1.3: the client learns of the refusal on its first read.
-				_, err = c.login("x", "", "")
-			}
-			require.Error(t, err)
+			requireTLSRefused(t, r.addrs["tls"], tlstest.ClientConfig(ca, cert))
 		})
 	}
+}
+
+// requireTLSRefused expects the broker to refuse a TLS client with cfg.
+func requireTLSRefused(t *testing.T, addr string, cfg *tls.Config) {
+	t.Helper()
+	c, err := dialTLS(t, addr, cfg)
+	if err == nil {
+		// TLS 1.3: the client learns of the refusal on its first read.
+		_, err = c.login("x", "", "")
+	}
+	require.Error(t, err)
 }
 
 // In "optional" mode a client without a certificate gets in, and one with
@@ -255,11 +261,7 @@ func TestTLSClientCertificateOptional(t *testing.T) {
 		"--tls-client-ca", ca.CertFile, "--tls-client-auth", "optional")
 	mustDialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, nil)).mustLogin("none", "", "")
 	mustDialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, dev)).mustLogin("dev", "", "")
-	c, err := dialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, other.Issue(t, "x", false)))
-	if err == nil {
-		_, err = c.login("x", "", "")
-	}
-	require.Error(t, err)
+	requireTLSRefused(t, r.addrs["tls"], tlstest.ClientConfig(ca, other.Issue(t, "x", false)))
 }
 
 // SIGHUP re-reads the certificate, the password file and the ACL file;
