@@ -11,10 +11,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"iotd/internal/syncbuf"
 )
 
 // Interoperability with a real Mosquitto broker. These tests skip when the
@@ -36,27 +37,9 @@ func lookMosquitto(t *testing.T) (broker, pub string) {
 	return broker, pub
 }
 
-// lockedBuffer collects the broker's log for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startMosquitto runs the broker on 127.0.0.1 with extra config lines and
 // returns its port and log. It stops the broker when the test ends.
-func startMosquitto(t *testing.T, bin, extra string) (int, *lockedBuffer) {
+func startMosquitto(t *testing.T, bin, extra string) (int, *syncbuf.Buffer) {
 	t.Helper()
 	// When the test runs as root, mosquitto would drop to the "mosquitto"
 	// user, which cannot read t.TempDir(); "user" names who to run as.
@@ -72,7 +55,7 @@ func startMosquitto(t *testing.T, bin, extra string) (int, *lockedBuffer) {
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		log := &lockedBuffer{}
+		log := &syncbuf.Buffer{}
 		cmd := exec.Command(bin, "-c", conf, "-v")
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {

@@ -56,16 +56,12 @@ PUB_INFLIGHT=100 # each publisher's window of unacknowledged QoS 1/2 messages
 HOLD=5s          # connect: how long connections are held idle
 PAYLOAD=64
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "bench-compare: $*"; exit 1; }
+BENCH=bench-compare
+PORT_BASE=${PORT_BASE:-21883}
+PORT_END=29000
 
 # --- the command that reproduces this run -----------------------------------
-command="make bench-compare"
-for v in QUICK ROUNDS DURATION MODES CELLS SHARDS BROKERS BUILD_FROM; do
-	if [[ -n ${!v+x} ]] && env | grep -q "^$v="; then
-		command="$v='${!v}' $command"
-	fi
-done
+command=$(repro_command "make bench-compare" QUICK ROUNDS DURATION MODES CELLS SHARDS BROKERS BUILD_FROM)
 
 # --- limits -------------------------------------------------------------------
 hard=$(ulimit -Hn)
@@ -98,39 +94,8 @@ if [[ $BROKERS == *mosquitto* && -z $MOSQUITTO ]]; then
 fi
 
 # --- build ----------------------------------------------------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/iotd-bench.XXXXXX")
-BROKER_PID=""
-cleanup() {
-	local rc=$?
-	stop_broker
-	if [[ $KEEP == 1 || $rc != 0 ]]; then
-		log "broker logs and run output kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Build from the committed HEAD (exported to $WORK/src), so that others'
-# uncommitted edits in a shared work tree are not what gets measured;
-# BUILD_FROM=worktree measures the work tree as it is.
-if [[ $BUILD_FROM == head ]] && git rev-parse --verify -q HEAD >/dev/null 2>&1; then
-	SRC=$WORK/src
-	mkdir -p "$SRC"
-	git archive HEAD | tar -x -C "$SRC"
-	COMMIT=$(git rev-parse --short HEAD)
-	if [[ -n $(git status --porcelain --untracked-files=no) ]]; then
-		log "the work tree has uncommitted changes: measuring HEAD $COMMIT without them (BUILD_FROM=worktree to include them)"
-	fi
-else
-	SRC=$ROOT
-	COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
-fi
-log "building iotd $COMMIT (make build) and bench/mochi"
-make -s -C "$SRC" build VERSION="$COMMIT" >&2
-cp "$SRC/bin/iotd" "$WORK/iotd" # a private copy: a rebuild of bin/iotd mid-run changes nothing here
-IOTD=$WORK/iotd
+make_work iotd-bench "broker logs and run output"
+build_iotd " (make build) and bench/mochi"
 (cd "$SRC/bench/mochi" && CGO_ENABLED=0 go build -trimpath -o "$WORK/mochi" .)
 MOCHI=$WORK/mochi
 (cd "$SRC" && go build -o "$WORK/report" ./bench/report)
@@ -148,23 +113,9 @@ DATA_FS=$(stat -f -c %T "$WORK")
 if [[ ${IOTD_EXTRA[*]-} != *persistence=off* ]]; then IOTD_DURABILITY+="; data dir on $DATA_FS"; fi
 
 # --- brokers --------------------------------------------------------------------
-NEXT_PORT=${PORT_BASE:-21883}
-PORT=""
-# free_port sets PORT to the next port nobody listens on (a fresh one per
-# start, so no run meets the previous one's TIME_WAIT sockets).
-free_port() {
-	while :; do
-		NEXT_PORT=$((NEXT_PORT + 1))
-		((NEXT_PORT < 29000)) || NEXT_PORT=${PORT_BASE:-21883}
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
-			PORT=$NEXT_PORT
-			return
-		fi
-	done
-}
-
 BROKER_LOG=""
-# start_broker NAME MODE [SHARDS]: start one broker on a fresh port, pinned
+# start_broker NAME MODE [SHARDS]: start one broker on a fresh port (free_port
+# in bench/lib.sh), pinned
 # to CPU 0 in pinned mode; sets BROKER_PID and PORT. Fails when it does not
 # accept connections within 10 s.
 start_broker() {
@@ -202,18 +153,7 @@ start_broker() {
 	*) die "unknown broker $name" ;;
 	esac
 	BROKER_PID=$!
-	local i
-	for ((i = 0; i < 200; i++)); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$BROKER_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	log "$name did not start on 127.0.0.1:$PORT; its log:"
-	tail -n 20 "$BROKER_LOG" >&2 || true
-	stop_broker
-	return 1
+	wait_broker "$name did not start on 127.0.0.1:$PORT" 200 0.05 port_open "$PORT"
 }
 
 # stop_broker comes from bench/lib.sh.

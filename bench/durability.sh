@@ -64,67 +64,24 @@ INFLIGHT=65535
 QUEUED=$((BACKLOG > 100000 ? BACKLOG : 100000))
 PAYLOAD=64
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "bench-durability: $*"; exit 1; }
+BENCH=bench-durability
+PORT_BASE=${PORT_BASE:-31883}
+PORT_END=39000
 
 command -v jq >/dev/null || die "jq is missing (apt-get install jq)"
 [[ -r /proc/self/io ]] || die "/proc/PID/io is not readable here (Linux with task I/O accounting needed)"
 
-command="make bench-durability"
-for v in QUICK DURATION RATE SESSIONS BACKLOG RESTARTS BUILD_FROM; do
-	if env | grep -q "^$v="; then
-		command="$v='${!v}' $command"
-	fi
-done
+command=$(repro_command "make bench-durability" QUICK DURATION RATE SESSIONS BACKLOG RESTARTS BUILD_FROM)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/iotd-durability.XXXXXX")
-BROKER_PID=""
-cleanup() {
-	local rc=$?
-	stop_broker
-	if [[ $KEEP == 1 || $rc != 0 ]]; then
-		log "logs, JSON results and data directories kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work iotd-durability "logs, JSON results and data directories"
 STARTED=$(date +%s)
 
 # --- build ------------------------------------------------------------------------
-# From the committed HEAD (exported to $WORK/src), so that others'
-# uncommitted edits in a shared work tree are not what gets measured.
-if [[ $BUILD_FROM == head ]] && git rev-parse --verify -q HEAD >/dev/null 2>&1; then
-	SRC=$WORK/src
-	mkdir -p "$SRC"
-	git archive HEAD | tar -x -C "$SRC"
-	COMMIT=$(git rev-parse --short HEAD)
-else
-	SRC=$ROOT
-	COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
-fi
-log "building iotd $COMMIT"
-make -s -C "$SRC" build VERSION="$COMMIT" >&2
-cp "$SRC/bin/iotd" "$WORK/iotd"
-IOTD=$WORK/iotd
+build_iotd
 DATA_FS=$(stat -f -c %T "$WORK")
 DATA_DEV=$(df --output=source "$WORK" | tail -n 1)
 
 # --- broker ---------------------------------------------------------------------
-NEXT_PORT=${PORT_BASE:-31883}
-PORT=""
-free_port() {
-	while :; do
-		NEXT_PORT=$((NEXT_PORT + 1))
-		((NEXT_PORT < 39000)) || NEXT_PORT=${PORT_BASE:-31883}
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; then
-			PORT=$NEXT_PORT
-			return
-		fi
-	done
-}
-
 now_ns() { date +%s%N; }
 
 BROKER_LOG=""
@@ -133,7 +90,7 @@ READY_MS=""
 # ready line (at most 5 minutes: recovery of a large backlog takes a while);
 # sets BROKER_PID, PORT and READY_MS (exec to ready line, ms).
 start_broker() {
-	local data=$1 t0 i
+	local data=$1 t0
 	shift
 	free_port
 	BROKER_LOG=$WORK/iotd.$PORT.log
@@ -141,19 +98,13 @@ start_broker() {
 	"$IOTD" serve --listen "tcp://127.0.0.1:$PORT" --data-dir "$data" \
 		--max-inflight "$INFLIGHT" --max-queued-messages "$QUEUED" --log-level warn "$@" >"$BROKER_LOG" 2>&1 &
 	BROKER_PID=$!
-	for ((i = 0; i < 60000; i++)); do
-		if grep -q ' ready: ' "$BROKER_LOG" 2>/dev/null; then
-			READY_MS=$((($(now_ns) - t0) / 1000000))
-			return 0
-		fi
-		kill -0 "$BROKER_PID" 2>/dev/null || break
-		sleep 0.005
-	done
-	log "iotd did not get ready on 127.0.0.1:$PORT; its log:"
-	tail -n 20 "$BROKER_LOG" >&2 || true
-	stop_broker
-	return 1
+	wait_broker "iotd did not get ready on 127.0.0.1:$PORT" 60000 0.005 ready_line || return 1
+	READY_MS=$((($(now_ns) - t0) / 1000000))
 }
+
+# ready_line: whether the broker printed its ready line (its log may not
+# exist yet).
+ready_line() { grep -q ' ready: ' "$BROKER_LOG" 2>/dev/null; }
 
 # stop_broker comes from bench/lib.sh.
 

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"iotd/shard"
+	"iotd/shard/shardtest"
 	"iotd/wire"
 )
 
@@ -16,29 +17,7 @@ import (
 // closes it (the test can start another on the same dir: a restart).
 func persistentBroker(t *testing.T, dir string) (addr string, stop func()) {
 	t.Helper()
-	b, err := shard.New(shard.Config{Shards: 2, Persistence: true, DataDir: dir, MaxQueuedMessages: 10_000})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	}
-	t.Cleanup(stop)
-	return ln.Addr().String(), stop
+	return shardtest.StartBroker(t, shard.Config{Shards: 2, Persistence: true, DataDir: dir, MaxQueuedMessages: 10_000})
 }
 
 // sessionPresent connects id with clean session 0 and reports whether the

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"iotd/shard"
+	"iotd/shard/shardtest"
 	"iotd/tlsconf/tlstest"
 )
 
@@ -29,26 +30,13 @@ func TestMain(m *testing.M) {
 // if set, wraps the listener (TLS). It stops when the test ends.
 func startBroker(t *testing.T, wrap func(net.Listener) net.Listener) string {
 	t.Helper()
-	b, err := shard.New(shard.Config{Shards: 2})
-	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	if wrap != nil {
 		ln = wrap(ln)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	})
+	shardtest.Serve(t, shard.Config{Shards: 2}, ln)
 	return addr
 }
 

@@ -1,7 +1,6 @@
 package metrics_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,7 @@ import (
 
 	"iotd/metrics"
 	"iotd/shard"
+	"iotd/shard/shardtest"
 )
 
 // startBroker runs a real broker on a loopback port with its state in a
@@ -30,19 +30,9 @@ func startBroker(t *testing.T, cfg shard.Config) (*shard.Broker, string) {
 	}
 	cfg.Persistence = true
 	cfg.DataDir = t.TempDir()
-	b, err := shard.New(cfg)
-	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() { defer close(done); b.Serve(ln) }()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	})
+	b, _ := shardtest.Serve(t, cfg, ln)
 	return b, ln.Addr().String()
 }
 

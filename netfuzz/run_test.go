@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"iotd/internal/syncbuf"
 	"iotd/shard"
+	"iotd/shard/shardtest"
 )
 
 // Every test must leave no goroutine behind: fuzzing connections, their
@@ -28,45 +28,7 @@ func TestMain(m *testing.M) {
 // it is also called when the test ends.
 func startBroker(t *testing.T) (addr string, stop func()) {
 	t.Helper()
-	b, err := shard.New(shard.Config{Shards: 2, Persistence: true, DataDir: t.TempDir()})
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, b.Close(ctx))
-			<-done
-		})
-	}
-	t.Cleanup(stop)
-	return ln.Addr().String(), stop
-}
-
-// syncBuffer is a bytes.Buffer safe for the run's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return shardtest.StartBroker(t, shard.Config{Shards: 2, Persistence: true, DataDir: t.TempDir()})
 }
 
 // The short version of the long run: a few seconds of every kind of stream
@@ -76,7 +38,7 @@ func (s *syncBuffer) String() string {
 // anything but valid MQTT.
 func TestFuzzBrokerKeepsServing(t *testing.T) {
 	addr, _ := startBroker(t)
-	var log, progress syncBuffer
+	var log, progress syncbuf.Buffer
 	res, err := Run(context.Background(), Config{
 		Addr:             addr,
 		Seed:             20240601,
@@ -155,7 +117,7 @@ func TestFuzzFailsWhenBrokerAliveFails(t *testing.T) {
 // Replay plays exactly the given connection seeds, then stops.
 func TestFuzzReplay(t *testing.T) {
 	addr, _ := startBroker(t)
-	var log syncBuffer
+	var log syncbuf.Buffer
 	seeds := []uint64{ConnSeed(5, 0, 0), ConnSeed(5, 3, 17)}
 	res, err := Run(context.Background(), Config{Addr: addr, Replay: seeds, Duration: time.Minute, ConnLog: &log})
 	require.NoError(t, err)

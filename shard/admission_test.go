@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"iotd/internal/syncbuf"
 )
 
 // newIdleBroker is a broker that serves nothing, for admission's own
@@ -43,7 +45,7 @@ func requireClosed(t *testing.T, peer net.Conn) {
 // The accept rate is a token bucket: a full burst at once, then one
 // connection per 1/rate; each refusal closes the connection and counts.
 func TestAdmissionAcceptRate(t *testing.T) {
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	b := newIdleBroker(t, Config{MaxAcceptRate: 10, MaxAcceptBurst: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	now := time.Unix(1_000_000, 0)
 	b.admit.now = func() time.Time { return now }
@@ -124,7 +126,7 @@ func TestAdmissionDefaultAdmitsTheBenchRunsAtOnce(t *testing.T) {
 // new one is refused at once, and a freed slot lets the next in. Plain
 // connections are not counted.
 func TestAdmissionTLSHandshakeCap(t *testing.T) {
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	b := newIdleBroker(t, Config{MaxTLSHandshakes: 2, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	a := b.admit
 	c1, _ := pipeConn(t)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,23 +39,40 @@ func runBroker(t testing.TB, cfg Config) *testBroker {
 	if cfg.Persistence && cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
-	b, err := New(cfg)
-	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	tb, _ := serveOn(t, cfg, ln, ListenerOptions{})
+	return tb
+}
+
+// serveOn makes a broker from cfg as given and serves ln with opts. stop
+// closes the listener and the broker and waits for Serve to return; it is
+// idempotent, and also runs when the test ends. Every way these tests start
+// a broker (plain, TLS, persistent and restarted) goes through here.
+func serveOn(t testing.TB, cfg Config, ln net.Listener, opts ListenerOptions) (tb *testBroker, stop func()) {
+	t.Helper()
+	b, err := New(cfg)
+	if err != nil {
+		ln.Close()
+	}
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.Serve(ln)
+		b.ServeListener(ln, opts)
 	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	})
-	return &testBroker{Broker: b, addr: ln.Addr().String()}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ln.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, b.Close(ctx))
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return &testBroker{Broker: b, addr: ln.Addr().String()}, stop
 }
 
 // rawClient speaks MQTT byte by byte, for protocol edges.

@@ -1,42 +1,23 @@
 package shard
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/syncbuf"
 	"iotd/wire"
 )
-
-// limitLog is a log sink for assertions.
-type limitLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *limitLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *limitLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Connections beyond MaxConnections are closed at accept, counted and
 // logged (once per limitLogEvery); the clients already connected keep
 // working, and a freed slot lets the next connection in.
 func TestMaxConnectionsRefusedAtAccept(t *testing.T) {
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	b := runBroker(t, Config{MaxConnections: 3, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	c1, _ := b.connect(t, "one", true)
 	c2, _ := b.connect(t, "two", true)
@@ -69,7 +50,7 @@ func TestMaxConnectionsRefusedAtAccept(t *testing.T) {
 // A client id over MaxClientIDLen gets CONNACK 0x02 [MQTT-3.1.3-9] (see
 // TestSpecConnectClientIDs), and the refusal is counted and logged.
 func TestMaxClientIDLengthCountedAndLogged(t *testing.T) {
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	b := runBroker(t, Config{MaxClientIDLen: 8, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	c := b.dial(t)
 	ack := c.connect(&wire.Connect{ClientID: "123456789", CleanSession: true})
@@ -90,7 +71,7 @@ func TestMaxClientIDLengthCountedAndLogged(t *testing.T) {
 // TestSpecSubscribeMany, TestSessionQueueLimit; max-outbound-bytes:
 // TestSlowConsumerDoesNotHoldUpOthers.)
 func TestLimitHitsCountedAndLogged(t *testing.T) {
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	b := runBroker(t, Config{
 		MaxPacketSize: 1024, ConnectTimeout: 200 * time.Millisecond, MaxSubscriptions: 1, MaxQueuedMessages: 2,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/syncbuf"
 	"iotd/wire"
 )
 
@@ -65,7 +66,7 @@ func failedLogs(st Stats) (failed int, errors, recovered int64) {
 
 func TestDiskFullHoldsDurableAcksAndRecovers(t *testing.T) {
 	faults := &diskFaults{}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	dir := t.TempDir()
 	cfg := Config{
 		Shards:   3,

@@ -18,13 +18,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/syncbuf"
 	"iotd/wal"
 	"iotd/wire"
 )
@@ -41,45 +41,10 @@ func startDurable(t *testing.T, cfg Config) *durableBroker {
 	t.Helper()
 	cfg.Persistence = true
 	require.NotEmpty(t, cfg.DataDir)
-	b, err := New(cfg)
-	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, b.Close(ctx))
-			<-done
-		})
-	}
-	t.Cleanup(stop)
-	return &durableBroker{testBroker: &testBroker{Broker: b, addr: ln.Addr().String()}, stop: stop}
-}
-
-// lockedBuffer collects a broker's log lines from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	tb, stop := serveOn(t, cfg, ln, ListenerOptions{})
+	return &durableBroker{testBroker: tb, stop: stop}
 }
 
 // loadDir reads a stopped broker's data directory the way startup does and
@@ -508,7 +473,7 @@ func writeShardLog(t *testing.T, dir string, n, segSize int) sessionView {
 	return want
 }
 
-func durableConfig(dir string, logs *lockedBuffer) Config {
+func durableConfig(dir string, logs *syncbuf.Buffer) Config {
 	return Config{Persistence: true, DataDir: dir, Shards: 1, SegmentBytes: 1024,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 }
@@ -603,7 +568,7 @@ func TestDamagedLogStopsStartNamingTheFile(t *testing.T) {
 			writeShardLog(t, dir, 200, 1024)
 			file := tc.damage(t, dir)
 			before := tree(t, dir)
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			b, err := New(durableConfig(dir, &logs))
 			require.Error(t, err)
 			require.Nil(t, b)
@@ -648,7 +613,7 @@ func TestTornTailIsRepaired(t *testing.T) {
 			offs := entries(t, data)
 			require.NoError(t, os.WriteFile(tail, tc.tear(data, offs[len(offs)-1]), 0o600))
 
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			b, err := New(durableConfig(dir, &logs))
 			require.NoError(t, err, "a torn tail does not stop the broker")
 			require.NoError(t, b.Close(context.Background()))
@@ -692,7 +657,7 @@ func TestLogBehindSnapshotStarts(t *testing.T) {
 	require.NoError(t, wal.WriteSnapshot(rl.snapshotPath, rl.log.LastIndex()+3, e.B))
 	require.NoError(t, rl.close())
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	b := startDurable(t, Config{DataDir: dir, Shards: 1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	_, ok := b.retained.Get("r/b")
 	require.True(t, ok, "the retained snapshot's state")

@@ -6,7 +6,6 @@ package shard
 // assertion that a statement of the spec governs names it.
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha512"
 	"crypto/tls"
@@ -439,19 +438,9 @@ func TestACLQueuedMessagesCheckedWhenSent(t *testing.T) {
 	start := func() (*testBroker, func()) {
 		store, err := auth.NewStore(pf, af)
 		require.NoError(t, err)
-		b, err := New(Config{Shards: 2, Persistence: true, DataDir: dir, Auth: store, DenyAnonymous: true})
-		require.NoError(t, err)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
-		done := make(chan struct{})
-		go func() { defer close(done); b.Serve(ln) }()
-		return &testBroker{Broker: b, addr: ln.Addr().String()}, func() {
-			ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, b.Close(ctx))
-			<-done
-		}
+		return serveOn(t, Config{Shards: 2, Persistence: true, DataDir: dir, Auth: store, DenyAnonymous: true}, ln, ListenerOptions{})
 	}
 	aliceConnect := &wire.Connect{ClientID: "alice", UsernameFlag: true, Username: "alice", PasswordFlag: true, Password: []byte("pw")}
 
@@ -509,22 +498,11 @@ func TestAuthCertificateUsername(t *testing.T) {
 
 	store, err := auth.NewStore(passwdFile(t, "alice", "pw"), writeTemp(t, "acl", "user dev1\ntopic read dev1/#\nuser ops@example.com\ntopic read ops/#\nuser alice\ntopic read alice/#\n"))
 	require.NoError(t, err)
-	b, err := New(Config{Shards: 2, Auth: store, DenyAnonymous: true})
-	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	tln := tls.NewListener(ln, r.TLSConfig())
-	done := make(chan struct{})
-	go func() { defer close(done); b.ServeListener(tln, ListenerOptions{CertUsername: true}) }()
-	t.Cleanup(func() {
-		tln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	})
+	b, _ := serveOn(t, Config{Shards: 2, Auth: store, DenyAnonymous: true}, tls.NewListener(ln, r.TLSConfig()), ListenerOptions{CertUsername: true})
 	dial := func(cert *tlstest.Cert) *rawClient {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), tlstest.ClientConfig(ca, cert))
+		conn, err := tls.Dial("tcp", b.addr, tlstest.ClientConfig(ca, cert))
 		require.NoError(t, err)
 		t.Cleanup(func() { conn.Close() })
 		return &rawClient{t: t, conn: conn, r: wire.NewReader(conn, 1<<20)}

@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/syncbuf"
 	"iotd/listener"
 	"iotd/tlsconf"
 	"iotd/tlsconf/tlstest"
@@ -205,12 +205,32 @@ func legitTraffic(t *testing.T, pub, sub *rawClient, topic string, n int, firstI
 	}
 }
 
+// clientsKeepWorking is the part both storm tests share, while storm s runs
+// against b: once b has refused minRefused of its connections (for reason),
+// pub and sub still exchange messages, and a newcomer gets in by retrying
+// and exchanges messages with both; the storm then runs to minAttempts and
+// must not have ended on its own bounds before that. It stops the storm and
+// returns how many of the newcomer's tries were refused.
+func (s *storm) clientsKeepWorking(t *testing.T, b *testBroker, tlsCfg *tls.Config, pub, sub *rawClient, reason string, minRefused, minAttempts int64) int64 {
+	t.Helper()
+	require.Eventually(t, func() bool { return b.Stats().Refused[reason] >= minRefused }, 30*time.Second, time.Millisecond,
+		"the storm is refused")
+	legitTraffic(t, pub, sub, "legit/before", 10, 1)
+	newcomer, newcomerRefused := connectRetrying(t, b.addr, tlsCfg, "newcomer", 30*time.Second)
+	require.Equal(t, []byte{1}, newcomer.subscribe(1, wire.Subscription{Filter: "newcomer/in", QoS: 1}).ReturnCodes)
+	legitTraffic(t, pub, newcomer, "newcomer/in", 5, 100)
+	legitTraffic(t, newcomer, sub, "legit/from-newcomer", 5, 200)
+	s.atLeast(t, minAttempts)
+	require.True(t, s.stop(), "the storm lasted until the legitimate clients were done (%d attempts)", s.attempts.Load())
+	return newcomerRefused
+}
+
 // A storm of plain TCP connects against --max-accept-rate: all but the
 // rate's worth are closed at once with nothing read or written, each is
 // counted, and clients connected before and during it keep working.
 func TestConnectionStormAcceptRate(t *testing.T) {
 	const rate, burst = 50, 10
-	logs := &limitLog{}
+	logs := &syncbuf.Buffer{}
 	began := time.Now() // the bucket starts full when the broker is made
 	b := runBroker(t, Config{MaxAcceptRate: rate, MaxAcceptBurst: burst, ConnectTimeout: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
@@ -218,15 +238,7 @@ func TestConnectionStormAcceptRate(t *testing.T) {
 	pub, _ := b.connect(t, "legit-pub", true)
 
 	s := startStorm(b.addr, nil, 200000, time.Minute)
-	require.Eventually(t, func() bool { return b.Stats().Refused[RefusedAcceptRate] >= 200 }, 30*time.Second, time.Millisecond,
-		"the storm is refused")
-	legitTraffic(t, pub, sub, "legit/before", 10, 1)
-	newcomer, newcomerRefused := connectRetrying(t, b.addr, nil, "newcomer", 30*time.Second)
-	require.Equal(t, []byte{1}, newcomer.subscribe(1, wire.Subscription{Filter: "newcomer/in", QoS: 1}).ReturnCodes)
-	legitTraffic(t, pub, newcomer, "newcomer/in", 5, 100)
-	legitTraffic(t, newcomer, sub, "legit/from-newcomer", 5, 200)
-	s.atLeast(t, 3000)
-	require.True(t, s.stop(), "the storm lasted until the legitimate clients were done (%d attempts)", s.attempts.Load())
+	newcomerRefused := s.clientsKeepWorking(t, b, nil, pub, sub, RefusedAcceptRate, 200, 3000)
 	elapsed := time.Since(began)
 
 	s.check(t, 5*time.Second)
@@ -253,27 +265,14 @@ func runTLSBroker(t *testing.T, cfg Config) (*testBroker, *tls.Config) {
 	if cfg.Shards == 0 {
 		cfg.Shards = 4
 	}
-	b, err := New(cfg)
-	require.NoError(t, err)
 	spec, err := listener.Parse("tls://127.0.0.1:0")
 	require.NoError(t, err)
 	ln, err := listener.ListenTLS(spec, r.TLSConfig())
 	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, b.Close(ctx))
-		<-done
-	})
+	b, _ := serveOn(t, cfg, ln, ListenerOptions{})
 	client := tlstest.ClientConfig(ca, nil)
 	client.ServerName = "127.0.0.1"
-	return &testBroker{Broker: b, addr: ln.Addr().String()}, client
+	return b, client
 }
 
 // A storm of TLS connects against --max-tls-handshakes: while the cap's
@@ -289,15 +288,7 @@ func TestConnectionStormTLSHandshakes(t *testing.T) {
 	require.Zero(t, b.Stats().Refused[RefusedTLSHandshakes], "no storm yet")
 
 	s := startStorm(b.addr, tlsCfg, 15000, time.Minute)
-	require.Eventually(t, func() bool { return b.Stats().Refused[RefusedTLSHandshakes] >= 20 }, 30*time.Second, time.Millisecond,
-		"the storm is refused")
-	legitTraffic(t, pub, sub, "legit/before", 10, 1)
-	newcomer, newcomerRefused := connectRetrying(t, b.addr, tlsCfg, "newcomer", 30*time.Second)
-	require.Equal(t, []byte{1}, newcomer.subscribe(1, wire.Subscription{Filter: "newcomer/in", QoS: 1}).ReturnCodes)
-	legitTraffic(t, pub, newcomer, "newcomer/in", 5, 100)
-	legitTraffic(t, newcomer, sub, "legit/from-newcomer", 5, 200)
-	s.atLeast(t, 300)
-	require.True(t, s.stop(), "the storm lasted until the legitimate clients were done (%d attempts)", s.attempts.Load())
+	newcomerRefused := s.clientsKeepWorking(t, b, tlsCfg, pub, sub, RefusedTLSHandshakes, 20, 300)
 
 	s.check(t, 10*time.Second) // TLS storms saturate both cores: the accept loop waits its turn
 	st := b.Stats()

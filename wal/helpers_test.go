@@ -1,38 +1,21 @@
 package wal
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"iotd/internal/syncbuf"
 )
 
 // testLogger returns a logger that writes to buf and, with -v, to t.Log.
-func testLogger(t testing.TB, buf *syncBuffer) *slog.Logger {
+func testLogger(t testing.TB, buf *syncbuf.Buffer) *slog.Logger {
 	if buf == nil {
-		buf = &syncBuffer{}
+		buf = &syncbuf.Buffer{}
 	}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // payloadFor is record i's payload: its sizes vary from 40 to 229 bytes, so

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	twal "github.com/tidwall/wal"
+
+	"iotd/internal/syncbuf"
 )
 
 func TestEmptyLog(t *testing.T) {
@@ -278,7 +280,7 @@ func TestInterruptedTruncateFront(t *testing.T) {
 	if err := os.WriteFile(temp, []byte("half-written"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	l, rep := openLog(t, dir, Options{SegmentSize: 1000, Logger: testLogger(t, &logs)})
 	defer l.Close()
 	if rep.Truncated || l.FirstIndex() != keep || l.LastIndex() != 60 {

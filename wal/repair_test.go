@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	twal "github.com/tidwall/wal"
+
+	"iotd/internal/syncbuf"
 )
 
 // corruptFunc damages the files of a log written by the package and returns
@@ -287,7 +289,7 @@ func TestRepair(t *testing.T) {
 			file, off, want := tt.corrupt(t, segs)
 			damaged := copyDir(t, dir)
 
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			l, rep, err := Open(dir, Options{SegmentSize: tt.segSize, Logger: testLogger(t, &logs)})
 			if tt.wantErr {
 				var ce *CorruptError

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -48,9 +47,7 @@ func applyArgs(t *testing.T, args ...string) (map[string]string, *configState, e
 
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "iotd.toml")
-	require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
-	return path
+	return writeFile(t, "iotd.toml", body)
 }
 
 // The example file is the reference for operators: it must name every flag

@@ -60,7 +60,7 @@ func TestDiskFullHoldsAcksAndRecovers(t *testing.T) {
 	bin := buildIotd(t)
 	data := filepath.Join(mnt, "data")
 	args := []string{"--listen", "tcp://127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", data, "--shards", "2"}
-	p := startOps(t, bin, args...)
+	p := startIotd(t, bin, args...)
 	addr := p.addrs["tcp"]
 
 	sub, _, err := dialMQTT(addr, "durable", false)
@@ -139,11 +139,9 @@ func TestDiskFullHoldsAcksAndRecovers(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, uint16(100+i), pk.(*wire.Puback).PacketID)
 	}
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	<-p.exited
-	p.exited <- nil // for the cleanup
+	p.kill9(t)
 
-	p2 := startOps(t, bin, args...)
+	p2 := startIotd(t, bin, args...)
 	sub, ack, err := dialMQTT(p2.addrs["tcp"], "durable", false)
 	require.NoError(t, err)
 	require.True(t, ack.SessionPresent, "the persistent session survived")

@@ -15,13 +15,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -129,37 +127,14 @@ func (c *mqttConn) subscribe(t *testing.T, subs ...wire.Subscription) {
 	}
 }
 
-// iotdProc is one run of the broker binary.
-type iotdProc struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
 // start runs the broker on an ephemeral loopback port with its state in
 // dataDir and waits for the ready line.
 func startBroker(t *testing.T, bin, dataDir string, args ...string) *iotdProc {
 	t.Helper()
 	all := append([]string{"--listen", "tcp://127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, args...)
-	cmd, addr := startIotd(t, bin, all...)
-	return &iotdProc{cmd: cmd, addr: addr}
-}
-
-// kill9 ends the broker with SIGKILL and waits for it.
-func (p *iotdProc) kill9(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	err := p.cmd.Wait()
-	var ee *exec.ExitError
-	require.True(t, errors.As(err, &ee), "iotd exited with %v before the SIGKILL", err)
-	ws := ee.Sys().(syscall.WaitStatus)
-	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "iotd ended with %v, not by SIGKILL (did it crash?)", err)
-}
-
-// stop ends the broker with SIGTERM and expects a clean exit.
-func (p *iotdProc) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, p.cmd.Wait())
+	p := startIotd(t, bin, all...)
+	require.NotEmpty(t, p.addr, "a tcp:// listener")
+	return p
 }
 
 // --- publishers that know exactly what was acknowledged ---
@@ -569,6 +544,16 @@ func killSchedule(rng *rand.Rand, n int, total int64) []int64 {
 	return out
 }
 
+// seededKills is killSchedule from a fresh seed; it logs the seed and the
+// schedule.
+func seededKills(t *testing.T, n int, total int64) []int64 {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	kills := killSchedule(rand.New(rand.NewPCG(uint64(seed), 0)), n, total)
+	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	return kills
+}
+
 // TestKill9KeepsAcknowledgedMessages: a persistent subscriber (QoS 1 and
 // QoS 2 subscriptions) is offline while publishers send 50,000 messages; the
 // broker is killed with SIGKILL at a random moment. After the restart the
@@ -584,10 +569,7 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 		pubsPer = 2      // publishers per QoS
 		window  = 64
 	)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	kills := killSchedule(rng, rounds, total)
-	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	kills := seededKills(t, rounds, total)
 	args := []string{"--shards", "3", "--max-queued-messages", "200000", "--max-inflight", "1000", "--fsync", "always"}
 
 	b := startBroker(t, bin, dir, args...)
@@ -634,7 +616,7 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 		t.Logf("round %d: subscriber got %d messages (%d acknowledged, %d sent) in %v", round, got, acked, sent, time.Since(start).Round(time.Millisecond))
 		sub.disconnect(t)
 	}
-	b.stop(t)
+	b.terminate(t)
 }
 
 // resume reconnects a persistent publisher after a restart and completes
@@ -712,10 +694,7 @@ func TestKill9QoS2ExactlyOnceAcrossRestart(t *testing.T) {
 		npubs  = 4
 		window = 64
 	)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	kills := killSchedule(rng, rounds, total)
-	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	kills := seededKills(t, rounds, total)
 	args := []string{"--shards", "3", "--max-queued-messages", "200000"}
 
 	b := startBroker(t, bin, dir, args...)
@@ -750,7 +729,7 @@ func TestKill9QoS2ExactlyOnceAcrossRestart(t *testing.T) {
 		}
 		sub.disconnect(t)
 	}
-	b.stop(t)
+	b.terminate(t)
 }
 
 // TestKill9KeepsRetainedMessages: publishers keep replacing and deleting
@@ -769,10 +748,7 @@ func TestKill9KeepsRetainedMessages(t *testing.T) {
 		ops    = 4000
 		window = 32
 	)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	kills := killSchedule(rng, rounds, npubs*ops)
-	t.Logf("seed %d, kill after these acknowledgement counts: %v", seed, kills)
+	kills := seededKills(t, rounds, npubs*ops)
 	args := []string{"--shards", "3"}
 	topicOf := func(pub, seq int) string { return fmt.Sprintf("rt/p%d/%d", pub, seq%topics) }
 	isDelete := func(seq int) bool { return (seq/topics)%3 == 2 } // every third operation on a topic
@@ -832,7 +808,7 @@ func TestKill9KeepsRetainedMessages(t *testing.T) {
 		t.Logf("round %d: killed after %d acknowledgements; %d retained messages after the restart, each as acknowledged", round, at, len(got))
 		state = got
 	}
-	b.stop(t)
+	b.terminate(t)
 }
 
 // readRetained subscribes a new clean client to filter and returns the
@@ -1007,7 +983,7 @@ func TestKill9RedeliversInflight(t *testing.T) {
 		t.Logf("round %d: %d re-sent as expected; %d acknowledged messages all arrived", round, len(held), acked)
 	}
 	sub.disconnect(t)
-	b.stop(t)
+	b.terminate(t)
 }
 
 // TestRestartWithOtherShardCountKeepsSessions: 40 persistent sessions with
@@ -1059,15 +1035,15 @@ func TestRestartWithOtherShardCountKeepsSessions(t *testing.T) {
 		if stage%2 == 0 {
 			b.kill9(t)
 		} else {
-			b.stop(t)
+			b.terminate(t)
 		}
 		b = startBroker(t, bin, dir, "--shards", strconv.Itoa(shards))
 		check(stage)
 		queue(stage + 1)
 		t.Logf("--shards %d: %d sessions with their queues and subscriptions", shards, sessions)
 	}
-	b.stop(t)
+	b.terminate(t)
 	b = startBroker(t, bin, dir, "--shards", "3")
 	check(3)
-	b.stop(t)
+	b.terminate(t)
 }

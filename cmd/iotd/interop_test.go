@@ -73,7 +73,7 @@ user dev1
 topic readwrite devices/dev1/#
 topic read alice/#
 `)
-	r := startSecure(t, bin, "--listen", "tls://127.0.0.1:0",
+	r := startIotd(t, bin, "--listen", "tls://127.0.0.1:0",
 		"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
 		"--tls-client-ca", ca.CertFile, "--tls-client-auth", "optional", "--tls-cn-as-username",
 		"--password-file", pf, "--acl-file", acl)

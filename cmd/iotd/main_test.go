@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,56 +14,16 @@ import (
 	"iotd/wire"
 )
 
-// buildIotd compiles the real binary once per test run.
-func buildIotd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "iotd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
-}
-
-// startIotd runs the binary and waits for its ready line, returning the
-// process and the bound address of its first listener.
-func startIotd(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), " ready: ") {
-				ready <- sc.Text()
-			}
-		}
-	}()
-	select {
-	case line := <-ready:
-		m := regexp.MustCompile(`listeners=tcp://([^, ]+)`).FindStringSubmatch(line)
-		require.NotNil(t, m, line)
-		require.Contains(t, line, "shards=")
-		require.Contains(t, line, "data-dir=")
-		return cmd, m[1]
-	case <-time.After(10 * time.Second):
-		t.Fatal("iotd did not print its ready line within 10s")
-	}
-	return nil, ""
-}
-
 func TestServeStopsCleanlyOnSignals(t *testing.T) {
 	bin := buildIotd(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		dir := filepath.Join(t.TempDir(), "state")
-		cmd, addr := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--shards", "3", "--data-dir", dir)
+		p := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--shards", "3", "--data-dir", dir)
+		require.NotEmpty(t, p.addr, "a tcp:// listener")
 		_, err := os.Stat(dir)
 		require.NoError(t, err, "--data-dir is created")
 
-		conn, err := net.Dial("tcp", addr)
+		conn, err := net.Dial("tcp", p.addr)
 		require.NoError(t, err)
 		_, err = conn.Write((&wire.Connect{ProtocolName: "MQTT", ProtocolLevel: 4, ClientID: "c", CleanSession: true}).Append(nil))
 		require.NoError(t, err)
@@ -77,8 +34,8 @@ func TestServeStopsCleanlyOnSignals(t *testing.T) {
 		require.Equal(t, []byte{0x20, 2, 0, 0}, buf)
 
 		start := time.Now()
-		require.NoError(t, cmd.Process.Signal(sig))
-		require.NoError(t, cmd.Wait(), "exit status 0 after %s", sig)
+		require.NoError(t, p.cmd.Process.Signal(sig))
+		require.NoError(t, p.wait(), "exit status 0 after %s", sig)
 		require.Less(t, time.Since(start), 10*time.Second)
 		// The open connection was closed by the shutdown.
 		_, err = conn.Read(buf)

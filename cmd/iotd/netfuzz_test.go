@@ -36,12 +36,12 @@ func TestNetfuzzSpawnBroker(t *testing.T) {
 // flags are checked before anything is sent.
 func TestNetfuzzFailsAndRefuses(t *testing.T) {
 	bin := buildIotd(t)
-	broker, addr := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--data-dir", t.TempDir())
+	broker := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--data-dir", t.TempDir())
 	go func() {
 		time.Sleep(1500 * time.Millisecond)
-		broker.Process.Signal(syscall.SIGKILL)
+		broker.cmd.Process.Signal(syscall.SIGKILL)
 	}()
-	cmd := exec.Command(bin, "netfuzz", "--addr", addr, "--broker-pid", strconv.Itoa(broker.Process.Pid),
+	cmd := exec.Command(bin, "netfuzz", "--addr", broker.addr, "--broker-pid", strconv.Itoa(broker.cmd.Process.Pid),
 		"--duration", "60s", "--connections", "2", "--control-timeout", "2s")
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

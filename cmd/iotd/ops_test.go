@@ -5,8 +5,6 @@ package main
 // shutdown, and the connection limits driven by flags and config keys.
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -16,9 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,111 +27,6 @@ import (
 	"iotd/tlsconf/tlstest"
 	"iotd/wire"
 )
-
-// opsLog collects a process's stderr.
-type opsLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *opsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if os.Getenv("IOTD_LOGGING") != "" {
-		os.Stderr.Write(p)
-	}
-	return l.b.Write(p)
-}
-
-func (l *opsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// count is how many times s appears in the log so far.
-func (l *opsLog) count(s string) int { return strings.Count(l.String(), s) }
-
-// waitFor polls until the log holds want at least n times.
-func (l *opsLog) waitFor(t *testing.T, want string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for l.count(want) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q %d times; log:\n%s", want, n, l.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// opsProc is a running iotd with the addresses from its ready line.
-type opsProc struct {
-	cmd     *exec.Cmd
-	addrs   map[string]string // scheme -> host:port of the first such listener
-	metrics string            // host:port of the metrics listener, if any
-	log     *opsLog
-	exited  chan error
-}
-
-// startOps runs iotd with args (and a fresh --data-dir unless args set one)
-// and waits for its ready line.
-func startOps(t *testing.T, bin string, args ...string) *opsProc {
-	t.Helper()
-	if !strings.Contains(strings.Join(args, " "), "--data-dir") {
-		args = append(args, "--data-dir", t.TempDir())
-	}
-	cmd := exec.Command(bin, args...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	p := &opsProc{cmd: cmd, addrs: make(map[string]string), log: &opsLog{}, exited: make(chan error, 1)}
-	cmd.Stderr = p.log
-	require.NoError(t, cmd.Start())
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), " ready: ") {
-				ready <- sc.Text()
-			}
-		}
-		p.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.exited
-	})
-	select {
-	case line := <-ready:
-		for _, m := range regexp.MustCompile(`(tcp|tls|wss?)://([^, /]+)`).FindAllStringSubmatch(line, -1) {
-			if p.addrs[m[1]] == "" {
-				p.addrs[m[1]] = m[2]
-			}
-		}
-		if m := regexp.MustCompile(`metrics=http://([^/ ]+)/metrics`).FindStringSubmatch(line); m != nil {
-			p.metrics = m[1]
-		}
-		return p
-	case err := <-p.exited:
-		t.Fatalf("iotd exited before it was ready (%v); log:\n%s", err, p.log.String())
-	case <-time.After(15 * time.Second):
-		t.Fatalf("iotd did not print its ready line within 15s; log:\n%s", p.log.String())
-	}
-	return nil
-}
-
-// stop sends sig and returns the exit error (nil for status 0).
-func (p *opsProc) stop(t *testing.T, sig syscall.Signal) error {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(sig))
-	select {
-	case err := <-p.exited:
-		p.exited <- err // for the cleanup
-		return err
-	case <-time.After(shutdownTimeout + 5*time.Second):
-		t.Fatalf("iotd did not exit after %s", sig)
-		return nil
-	}
-}
 
 // opsClient is a small raw MQTT client.
 type opsClient struct {
@@ -252,7 +143,7 @@ pprof = true
 sys-interval = "50ms"
 shards = 2
 `)
-	p := startOps(t, bin, "--config", cfg)
+	p := startIotd(t, bin, "--config", cfg)
 	require.NotEmpty(t, p.metrics, "the ready line names the metrics listener")
 
 	c := opsDial(t, p.addrs["tcp"])
@@ -293,7 +184,7 @@ shards = 2
 // --sys-interval 0 publishes no $SYS topics; metrics are off by default.
 func TestSysIntervalZeroAndMetricsOffByDefault(t *testing.T) {
 	bin := buildIotd(t)
-	p := startOps(t, bin, "--listen", "tcp://127.0.0.1:0", "--sys-interval", "0")
+	p := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--sys-interval", "0")
 	require.Empty(t, p.metrics)
 	require.NotContains(t, p.log.String(), "metrics")
 	c := opsDial(t, p.addrs["tcp"])
@@ -329,7 +220,7 @@ func TestOpsFlagErrors(t *testing.T) {
 func TestSIGHUPReloadsLogLevel(t *testing.T) {
 	bin := buildIotd(t)
 	cfg := writeConfig(t, "listen = [\"tcp://127.0.0.1:0\"]\nlog-level = \"info\"\n")
-	p := startOps(t, bin, "--config", cfg)
+	p := startIotd(t, bin, "--config", cfg)
 	first := opsDial(t, p.addrs["tcp"])
 	require.Equal(t, wire.Accepted, first.connect("first"))
 	p.log.waitFor(t, `msg="client connected" client=first`, 1)
@@ -366,7 +257,7 @@ func TestSIGHUPReloadsLogLevel(t *testing.T) {
 
 	// A level given on the command line wins over the file, on SIGHUP too.
 	require.NoError(t, os.WriteFile(cfg, []byte("listen = [\"tcp://127.0.0.1:0\"]\nlog-level = \"debug\"\n"), 0o600))
-	p = startOps(t, bin, "--config", cfg, "--log-level", "warn")
+	p = startIotd(t, bin, "--config", cfg, "--log-level", "warn")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
 	time.Sleep(200 * time.Millisecond) // the reload logs at info: nothing to wait for at warn
 	c := opsDial(t, p.addrs["tcp"])
@@ -383,7 +274,7 @@ func TestWebSocketListeners(t *testing.T) {
 	bin := buildIotd(t)
 	ca := tlstest.NewCA(t)
 	srv := ca.Issue(t, "localhost", true, "127.0.0.1")
-	p := startOps(t, bin, "--listen", "ws://127.0.0.1:0/mqtt", "--listen", "wss://127.0.0.1:0/mqtt",
+	p := startIotd(t, bin, "--listen", "ws://127.0.0.1:0/mqtt", "--listen", "wss://127.0.0.1:0/mqtt",
 		"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile)
 	require.NotEmpty(t, p.addrs["ws"])
 	require.NotEmpty(t, p.addrs["wss"])
@@ -432,7 +323,7 @@ max-inflight = 2
 max-queued-messages = 3
 connect-timeout = "300ms"
 `)
-	p := startOps(t, bin, "--config", cfg, "--listen", "tcp://127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+	p := startIotd(t, bin, "--config", cfg, "--listen", "tcp://127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
 		"--max-connections", "4", "--sys-interval", "0")
 	addr := p.addrs["tcp"]
 	limit := func(name string) float64 { return scrapeProc(t, p.metrics)["iotd_limit_hits_total,limit="+name] }
@@ -518,7 +409,7 @@ connect-timeout = "300ms"
 // reason, in JSON with --log-format json; debug lines only at debug level.
 func TestConnectDisconnectLogLinesJSON(t *testing.T) {
 	bin := buildIotd(t)
-	p := startOps(t, bin, "--listen", "tcp://127.0.0.1:0", "--log-format", "json")
+	p := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--log-format", "json")
 	c := opsDial(t, p.addrs["tcp"])
 	require.Equal(t, wire.Accepted, c.connect("json-1"))
 	local := c.conn.LocalAddr().String()
@@ -579,7 +470,7 @@ func TestDockerImageConfig(t *testing.T) {
 	cmd.Stdin = strings.NewReader("s3cret\n")
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
-	p := startOps(t, bin, append(args, "--password-file", missing)...)
+	p := startIotd(t, bin, append(args, "--password-file", missing)...)
 	_, port, err := net.SplitHostPort(p.addrs["tcp"])
 	require.NoError(t, err)
 	c := opsDial(t, "127.0.0.1:"+port)

@@ -35,8 +35,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -320,7 +318,7 @@ func runStallPhase(t *testing.T, bin string, prm stallParams, qos byte, read boo
 		require.Less(t, res.hwm, res.bound, "broker peak RSS (VmHWM) with %d stalled subscribers: base %.1f MiB", prm.subscribers, mibOf(base))
 	}
 
-	proc.stopWithin(t, 15*time.Second)
+	require.NoError(t, proc.stopWithin(t, syscall.SIGTERM, 15*time.Second), "iotd exit status after SIGTERM")
 	for _, c := range subs {
 		c.Close()
 	}
@@ -334,45 +332,11 @@ func runStallPhase(t *testing.T, bin string, prm stallParams, qos byte, read boo
 // broker and its metrics URL.
 func startStallBroker(t *testing.T, bin string) (*iotdProc, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--listen", "tcp://127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "warn",
+	p := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "warn",
 		"--write-timeout", "1h", "--metrics-listen", "127.0.0.1:0", "--sys-interval", "0")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), " ready: ") {
-				ready <- sc.Text()
-			}
-		}
-	}()
-	select {
-	case line := <-ready:
-		m := regexp.MustCompile(`listeners=tcp://([^, ]+) .* metrics=(\S+)`).FindStringSubmatch(line)
-		require.NotNil(t, m, line)
-		return &iotdProc{cmd: cmd, addr: m[1]}, m[2]
-	case <-time.After(10 * time.Second):
-		t.Fatal("iotd did not print its ready line within 10s")
-	}
-	return nil, ""
-}
-
-// stopWithin ends the broker with SIGTERM and expects a clean exit in time.
-func (p *iotdProc) stopWithin(t *testing.T, limit time.Duration) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "iotd exit status after SIGTERM")
-	case <-time.After(limit):
-		t.Fatalf("iotd did not exit within %v of SIGTERM", limit)
-	}
+	require.NotEmpty(t, p.addr, "a tcp:// listener")
+	require.NotEmpty(t, p.metrics, "a metrics listener")
+	return p, "http://" + p.metrics + "/metrics"
 }
 
 // dialSmallWindow connects a clean subscriber whose socket has a 4 KiB

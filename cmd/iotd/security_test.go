@@ -5,17 +5,13 @@ package main
 // anonymous-access rule at startup, SIGHUP reloads and `iotd passwd`.
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,77 +22,6 @@ import (
 	"iotd/tlsconf/tlstest"
 	"iotd/wire"
 )
-
-// syncBuffer collects a process's stderr for log assertions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	os.Stderr.Write(p)
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor polls until the log contains want.
-func (s *syncBuffer) waitFor(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q; log:\n%s", want, s.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// running is an iotd process with its listeners by scheme.
-type running struct {
-	cmd   *exec.Cmd
-	addrs map[string]string // "tcp", "tls" -> host:port
-	log   *syncBuffer
-}
-
-// startSecure runs iotd with args (plus a fresh --data-dir) and waits for
-// its ready line.
-func startSecure(t *testing.T, bin string, args ...string) *running {
-	t.Helper()
-	cmd := exec.Command(bin, append(args, "--data-dir", t.TempDir())...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	logs := &syncBuffer{}
-	cmd.Stderr = logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), " ready: ") {
-				ready <- sc.Text()
-			}
-		}
-	}()
-	select {
-	case line := <-ready:
-		r := &running{cmd: cmd, addrs: make(map[string]string), log: logs}
-		for _, m := range regexp.MustCompile(`(tcp|tls)://([^, ]+)`).FindAllStringSubmatch(line, -1) {
-			r.addrs[m[1]] = m[2]
-		}
-		return r
-	case <-time.After(10 * time.Second):
-		t.Fatalf("iotd did not print its ready line within 10s; log:\n%s", logs.String())
-	}
-	return nil
-}
 
 // secConn is a minimal MQTT client over any connection.
 type secConn struct {
@@ -209,13 +134,6 @@ func setPassword(t *testing.T, bin, file, user, pass string) {
 	require.NoError(t, err, string(out))
 }
 
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
-	return p
-}
-
 // replaceFile swaps path's content by rename, as a certificate tool would.
 func replaceFile(t *testing.T, path string, content []byte) {
 	t.Helper()
@@ -237,7 +155,7 @@ func TestSecureListeners(t *testing.T) {
 	pf := filepath.Join(t.TempDir(), "passwd")
 	setPassword(t, bin, pf, "alice", "wonderland")
 	acl := writeFile(t, "acl", "user alice\ntopic readwrite alice/#\nuser dev1\ntopic readwrite devices/dev1/#\n")
-	r := startSecure(t, bin, "--listen", "tcp://127.0.0.1:0", "--listen", "tls://127.0.0.1:0",
+	r := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--listen", "tls://127.0.0.1:0",
 		"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--tls-client-ca", ca.CertFile, "--tls-client-auth", "optional",
 		"--tls-cn-as-username", "--password-file", pf, "--acl-file", acl, "--log-level", "debug")
 	require.NotEmpty(t, r.addrs["tcp"])
@@ -290,7 +208,7 @@ func TestSecureListeners(t *testing.T) {
 		var ne net.Error
 		require.False(t, errors.As(err, &ne) && ne.Timeout(), "the broker closes the connection rather than leaving it hanging: %v", err)
 		require.Less(t, time.Since(start), 5*time.Second)
-		r.log.waitFor(t, "first record does not look like a TLS handshake")
+		r.log.waitFor(t, "first record does not look like a TLS handshake", 1)
 		// The broker serves the next client as usual.
 		ok := mustDialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, nil))
 		ok.mustLogin("after", "alice", "wonderland")
@@ -308,20 +226,26 @@ func TestTLSClientCertificateRequired(t *testing.T) {
 	srv := ca.Issue(t, "localhost", true)
 	dev := ca.Issue(t, "dev1", false)
 	stranger := other.Issue(t, "dev1", false)
-	r := startSecure(t, bin, "--listen", "tls://127.0.0.1:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--tls-client-ca", ca.CertFile)
+	r := startIotd(t, bin, "--listen", "tls://127.0.0.1:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile, "--tls-client-ca", ca.CertFile)
 
 	c := mustDialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, dev))
 	c.mustLogin("d", "", "") // loopback only, no password file: anonymous allowed
 	for name, cert := range map[string]*tlstest.Cert{"no certificate": nil, "another CA": stranger} {
 		t.Run(name, func(t *testing.T) {
-			c, err := dialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, cert))
-			if err == nil {
-				// TLS 1.3: the client learns of the refusal on its first read.
-				_, err = c.login("x", "", "")
-			}
-			require.Error(t, err)
+			requireTLSRefused(t, r.addrs["tls"], tlstest.ClientConfig(ca, cert))
 		})
 	}
+}
+
+// requireTLSRefused expects the broker to refuse a TLS client with cfg.
+func requireTLSRefused(t *testing.T, addr string, cfg *tls.Config) {
+	t.Helper()
+	c, err := dialTLS(t, addr, cfg)
+	if err == nil {
+		// TLS 1.3: the client learns of the refusal on its first read.
+		_, err = c.login("x", "", "")
+	}
+	require.Error(t, err)
 }
 
 // In "optional" mode a client without a certificate gets in, and one with
@@ -333,15 +257,11 @@ func TestTLSClientCertificateOptional(t *testing.T) {
 	other := tlstest.NewCA(t)
 	srv := ca.Issue(t, "localhost", true)
 	dev := ca.Issue(t, "dev1", false)
-	r := startSecure(t, bin, "--listen", "tls://127.0.0.1:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
+	r := startIotd(t, bin, "--listen", "tls://127.0.0.1:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
 		"--tls-client-ca", ca.CertFile, "--tls-client-auth", "optional")
 	mustDialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, nil)).mustLogin("none", "", "")
 	mustDialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, dev)).mustLogin("dev", "", "")
-	c, err := dialTLS(t, r.addrs["tls"], tlstest.ClientConfig(ca, other.Issue(t, "x", false)))
-	if err == nil {
-		_, err = c.login("x", "", "")
-	}
-	require.Error(t, err)
+	requireTLSRefused(t, r.addrs["tls"], tlstest.ClientConfig(ca, other.Issue(t, "x", false)))
 }
 
 // SIGHUP re-reads the certificate, the password file and the ACL file;
@@ -361,7 +281,7 @@ func TestSIGHUPReloadsCertificatesAndFiles(t *testing.T) {
 	setPassword(t, bin, pf, "alice", "pw")
 	acl := filepath.Join(dir, "acl")
 	replaceFile(t, acl, []byte("user alice\ntopic read a/#\n"))
-	r := startSecure(t, bin, "--listen", "tls://127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--password-file", pf, "--acl-file", acl)
+	r := startIotd(t, bin, "--listen", "tls://127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--password-file", pf, "--acl-file", acl)
 	hup := func() {
 		t.Helper()
 		require.NoError(t, r.cmd.Process.Signal(syscall.SIGHUP))
@@ -384,8 +304,8 @@ func TestSIGHUPReloadsCertificatesAndFiles(t *testing.T) {
 	setPassword(t, bin, pf, "bob", "pw2")
 	replaceFile(t, acl, []byte("user alice\ntopic read b/#\nuser bob\ntopic read bob/#\n"))
 	hup()
-	r.log.waitFor(t, "reloaded the TLS certificate")
-	r.log.waitFor(t, "reloaded the password and ACL files")
+	r.log.waitFor(t, "reloaded the TLS certificate", 1)
+	r.log.waitFor(t, "reloaded the password and ACL files", 1)
 	require.Equal(t, "second", served())
 	require.NoError(t, old.ping(), "the connection made before SIGHUP is still up")
 	require.Equal(t, []byte{0x80, 0}, old.subscribe("a/#", "b/#"), "the new ACL applies to it")
@@ -396,13 +316,13 @@ func TestSIGHUPReloadsCertificatesAndFiles(t *testing.T) {
 	replaceFile(t, certFile, []byte("not a certificate"))
 	replaceFile(t, acl, []byte("user alice\ntopic read c/#\ntopic sideways x\n"))
 	hup()
-	r.log.waitFor(t, "certificate file "+certFile)
-	r.log.waitFor(t, acl+":3:")
+	r.log.waitFor(t, "certificate file "+certFile, 1)
+	r.log.waitFor(t, acl+":3:", 1)
 	require.Equal(t, "second", served())
 	require.Equal(t, []byte{0x80, 0}, old.subscribe("c/#", "b/#"), "the previous ACL stays")
 	require.NoError(t, old.ping())
 	require.NoError(t, bob.ping())
-	require.Nil(t, r.cmd.ProcessState, "still running")
+	require.True(t, r.running(), "still running")
 }
 
 // The anonymous rule: allowed by default only when every listener is on
@@ -422,16 +342,16 @@ func TestAnonymousAccessRule(t *testing.T) {
 	require.Contains(t, string(out), "--allow-anonymous")
 
 	// Loopback, no password file: anonymous clients get in.
-	r := startSecure(t, bin, "--listen", "tcp://127.0.0.1:0")
+	r := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0")
 	dialTCP(t, r.addrs["tcp"]).mustLogin("anon", "", "")
 
 	// Another address, said on purpose.
-	r = startSecure(t, bin, "--listen", "tcp://0.0.0.0:0", "--allow-anonymous")
+	r = startIotd(t, bin, "--listen", "tcp://0.0.0.0:0", "--allow-anonymous")
 	_, port, _ := net.SplitHostPort(r.addrs["tcp"])
 	dialTCP(t, "127.0.0.1:"+port).mustLogin("anon", "", "")
 
 	// Another address with a password file: logins only.
-	r = startSecure(t, bin, "--listen", "tcp://0.0.0.0:0", "--password-file", pf)
+	r = startIotd(t, bin, "--listen", "tcp://0.0.0.0:0", "--password-file", pf)
 	_, port, _ = net.SplitHostPort(r.addrs["tcp"])
 	c := dialTCP(t, "127.0.0.1:"+port)
 	code, err := c.login("anon", "", "")
@@ -443,7 +363,7 @@ func TestAnonymousAccessRule(t *testing.T) {
 	// names it: no password file needed.
 	ca := tlstest.NewCA(t)
 	srv := ca.Issue(t, "localhost", true)
-	startSecure(t, bin, "--listen", "tls://0.0.0.0:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
+	startIotd(t, bin, "--listen", "tls://0.0.0.0:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
 		"--tls-client-ca", ca.CertFile, "--tls-cn-as-username")
 	// ... but not when certificates are optional.
 	out, err = exec.Command(bin, "--listen", "tls://0.0.0.0:0", "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
@@ -453,11 +373,11 @@ func TestAnonymousAccessRule(t *testing.T) {
 
 	// Loopback with a password file: anonymous refused by default, allowed
 	// with the flag.
-	r = startSecure(t, bin, "--listen", "tcp://127.0.0.1:0", "--password-file", pf)
+	r = startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--password-file", pf)
 	code, err = dialTCP(t, r.addrs["tcp"]).login("anon", "", "")
 	require.NoError(t, err)
 	require.Equal(t, wire.RefusedNotAuthorized, code)
-	r = startSecure(t, bin, "--listen", "tcp://127.0.0.1:0", "--password-file", pf, "--allow-anonymous")
+	r = startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--password-file", pf, "--allow-anonymous")
 	dialTCP(t, r.addrs["tcp"]).mustLogin("anon", "", "")
 }
 
@@ -506,7 +426,7 @@ func TestPasswdCommand(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
-	r := startSecure(t, bin, "--listen", "tcp://127.0.0.1:0", "--password-file", pf)
+	r := startIotd(t, bin, "--listen", "tcp://127.0.0.1:0", "--password-file", pf)
 	dialTCP(t, r.addrs["tcp"]).mustLogin("a", "alice", "three")
 	code, err := dialTCP(t, r.addrs["tcp"]).login("a2", "alice", "one")
 	require.NoError(t, err)

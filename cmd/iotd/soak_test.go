@@ -642,5 +642,5 @@ func TestSoakKill9(t *testing.T) {
 		t.Logf("%s: killed after %v at %d of %d acknowledgements (target %d); acknowledged QoS 1 %d, QoS 2 %d, retained %d; %d issued; %d QoS 0 sent; restart %v with %s; %d open flows resumed; %d messages due to each persistent subscriber: %s; clean subscribers before the kill: %s; retained %d topics as expected",
 			where, loadTime.Round(time.Millisecond), at, total, killAt, ackedQ1, ackedQ2, ackedRt, issued, nq0, restartTime.Round(time.Millisecond), strings.Join(args, " "), flows, wantTotal, strings.Join(delivered, ", "), strings.Join(cleanGot, ", "), len(got))
 	}
-	b.stop(t)
+	b.terminate(t)
 }

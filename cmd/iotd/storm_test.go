@@ -29,7 +29,7 @@ max-tls-handshakes = 1
 connect-timeout = "2s"
 `)
 	began := time.Now()
-	p := startOps(t, bin, "--config", cfg, "--max-accept-burst", "3",
+	p := startIotd(t, bin, "--config", cfg, "--max-accept-burst", "3",
 		"--listen", "tcp://127.0.0.1:0", "--listen", "tls://127.0.0.1:0",
 		"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile,
 		"--metrics-listen", "127.0.0.1:0", "--sys-interval", "0")
