@@ -1,18 +1,17 @@
 package shard
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/servetest"
 	"iotd/wire"
 )
 
@@ -56,22 +55,7 @@ func serveOn(t testing.TB, cfg Config, ln net.Listener, opts ListenerOptions) (t
 		ln.Close()
 	}
 	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.ServeListener(ln, opts)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, b.Close(ctx))
-			<-done
-		})
-	}
-	t.Cleanup(stop)
+	stop = servetest.Run(t, ln, func() { b.ServeListener(ln, opts) }, b.Close)
 	return &testBroker{Broker: b, addr: ln.Addr().String()}, stop
 }
 

@@ -5,14 +5,12 @@
 package shardtest
 
 import (
-	"context"
 	"net"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"iotd/internal/servetest"
 	"iotd/shard"
 )
 
@@ -37,21 +35,6 @@ func Serve(t testing.TB, cfg shard.Config, ln net.Listener) (b *shard.Broker, st
 		ln.Close()
 	}
 	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ln)
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ln.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			require.NoError(t, b.Close(ctx))
-			<-done
-		})
-	}
-	t.Cleanup(stop)
+	stop = servetest.Run(t, ln, func() { b.Serve(ln) }, b.Close)
 	return b, stop
 }
