@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -24,18 +23,8 @@ import (
 // addBodySeeds seeds (flags, body) pairs from the byte tables' packets of
 // type t.
 func addBodySeeds(f *testing.F, t wire.Type) {
-	for _, tables := range [][]wiretest.Case{wiretest.Valid, wiretest.Malformed} {
-		for _, c := range tables {
-			if len(c.Raw) < 2 || wire.Type(c.Raw[0]>>4) != t {
-				continue
-			}
-			fh, hl, err := wire.DecodeHeader(c.Raw)
-			if err != nil || hl+fh.RemainingLength > len(c.Raw) {
-				f.Add(c.Raw[0]&0x0F, bytes.Clone(c.Raw[2:]))
-				continue
-			}
-			f.Add(fh.Flags, bytes.Clone(c.Raw[hl:hl+fh.RemainingLength]))
-		}
+	for _, s := range wiretest.BodySeeds(t) {
+		f.Add(s.Flags, s.Body)
 	}
 }
 

@@ -19,21 +19,8 @@ import (
 // addBodySeeds seeds (flags, body) pairs from the byte tables' packets of
 // type t.
 func addBodySeeds(f *testing.F, t wire.Type) {
-	for _, tables := range [][]wiretest.Case{wiretest.Valid, wiretest.Malformed} {
-		for _, c := range tables {
-			fh, hl, err := wire.DecodeHeader(c.Raw)
-			if err != nil && len(c.Raw) > 0 && wire.Type(c.Raw[0]>>4) == t {
-				// Refused on the header (flags): keep the flags and what follows
-				// the 2-byte header.
-				if len(c.Raw) >= 2 {
-					f.Add(c.Raw[0]&0x0F, bytes.Clone(c.Raw[2:]))
-				}
-				continue
-			}
-			if err == nil && fh.Type == t && hl+fh.RemainingLength <= len(c.Raw) {
-				f.Add(fh.Flags, bytes.Clone(c.Raw[hl:hl+fh.RemainingLength]))
-			}
-		}
+	for _, s := range wiretest.BodySeeds(t) {
+		f.Add(s.Flags, s.Body)
 	}
 }
 
